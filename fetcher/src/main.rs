@@ -1,0 +1,2 @@
+//! bds-fetch.
+fn main() {}

@@ -1,0 +1,2 @@
+//! bds-load.
+fn main() {}

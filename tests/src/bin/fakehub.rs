@@ -1,0 +1,2 @@
+//! Standalone fake Data Hub.
+fn main() {}
