@@ -93,7 +93,10 @@ impl Archive {
     /// variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for
     /// S3-compatible servers). A local folder is created if missing.
     pub fn open(location: &str) -> Result<Archive> {
-        let bad = |reason: String| ArchiveError::BadLocation { location: location.into(), reason };
+        let bad = |reason: String| ArchiveError::BadLocation {
+            location: location.into(),
+            reason,
+        };
         if location.trim().is_empty() {
             return Err(bad("empty".into()));
         }
@@ -120,8 +123,14 @@ impl Archive {
             Some(p) => PathBuf::from(p),
             None => PathBuf::from(location),
         };
-        std::fs::create_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
-        let root = path.canonicalize().map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+        std::fs::create_dir_all(&path).map_err(|source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let root = path.canonicalize().map_err(|source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| bad(e.to_string()))?
             .with_fsync(true);
@@ -150,7 +159,10 @@ impl Archive {
             Some(root) => root.join(".bds-tmp"),
             None => std::env::temp_dir(),
         };
-        std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ArchiveError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(dir)
     }
 
@@ -167,17 +179,24 @@ impl Archive {
         if self.prefix.is_empty() {
             full.to_string()
         } else {
-            full.strip_prefix(&self.prefix).unwrap_or(full).trim_start_matches('/').to_string()
+            full.strip_prefix(&self.prefix)
+                .unwrap_or(full)
+                .trim_start_matches('/')
+                .to_string()
         }
     }
 
     fn store_error(key: &str, source: object_store::Error) -> ArchiveError {
         match source {
             object_store::Error::NotFound { .. } => ArchiveError::NotFound { key: key.into() },
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => {
                 ArchiveError::AlreadyExists { key: key.into() }
             }
-            source => ArchiveError::Store { key: key.into(), source },
+            source => ArchiveError::Store {
+                key: key.into(),
+                source,
+            },
         }
     }
 
@@ -193,13 +212,19 @@ impl Archive {
         if let Some(root) = &self.local_root {
             return publish_local(root, key, file);
         }
-        let io = |source| ArchiveError::Io { path: file.into(), source };
+        let io = |source| ArchiveError::Io {
+            path: file.into(),
+            source,
+        };
         let size = std::fs::metadata(file).map_err(io)?.len();
         let path = self.path(key);
 
         if size <= SINGLE_PUT_MAX {
             let data = tokio::fs::read(file).await.map_err(io)?;
-            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
             self.store
                 .put_opts(&path, PutPayload::from(data), opts)
                 .await
@@ -210,7 +235,11 @@ impl Archive {
         if self.exists(key).await?.is_some() {
             return Err(ArchiveError::AlreadyExists { key: key.into() });
         }
-        let upload = self.store.put_multipart(&path).await.map_err(|e| Self::store_error(key, e))?;
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| Self::store_error(key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut reader = tokio::fs::File::open(file).await.map_err(io)?;
         let mut buf = vec![0u8; PART_SIZE];
@@ -220,10 +249,16 @@ impl Archive {
             if n == 0 {
                 break;
             }
-            writer.wait_for_capacity(2).await.map_err(|e| Self::store_error(key, e))?;
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| Self::store_error(key, e))?;
             writer.write(&buf[..n]);
         }
-        writer.finish().await.map_err(|e| Self::store_error(key, e))?;
+        writer
+            .finish()
+            .await
+            .map_err(|e| Self::store_error(key, e))?;
         Ok(())
     }
 
@@ -239,15 +274,26 @@ impl Archive {
 
     /// Reads a whole (small) object.
     pub async fn get_bytes(&self, key: &str) -> Result<Bytes> {
-        let got = self.store.get(&self.path(key)).await.map_err(|e| Self::store_error(key, e))?;
+        let got = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| Self::store_error(key, e))?;
         got.bytes().await.map_err(|e| Self::store_error(key, e))
     }
 
     /// Streams the object at `key` into a new local file `dest`, returning its
     /// sha256 (lower-case hex) and size. Memory stays flat.
     pub async fn get_to_file(&self, key: &str, dest: &Path) -> Result<(String, u64)> {
-        let io = |source| ArchiveError::Io { path: dest.into(), source };
-        let got = self.store.get(&self.path(key)).await.map_err(|e| Self::store_error(key, e))?;
+        let io = |source| ArchiveError::Io {
+            path: dest.into(),
+            source,
+        };
+        let got = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| Self::store_error(key, e))?;
         let mut stream = got.into_stream();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(dest).map_err(io)?);
         let mut hash = crate::hash::Sha256Counter::default();
@@ -262,7 +308,11 @@ impl Archive {
 
     /// Hashes the object at `key` without keeping it: (sha256, size).
     pub async fn sha256(&self, key: &str) -> Result<(String, u64)> {
-        let got = self.store.get(&self.path(key)).await.map_err(|e| Self::store_error(key, e))?;
+        let got = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| Self::store_error(key, e))?;
         let mut stream = got.into_stream();
         let mut hash = crate::hash::Sha256Counter::default();
         while let Some(chunk) = stream.next().await {
@@ -287,7 +337,10 @@ impl Archive {
         let mut out = Vec::new();
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| Self::store_error(prefix, e))?;
-            out.push(ObjectInfo { key: self.key_of(&meta.location), size: meta.size });
+            out.push(ObjectInfo {
+                key: self.key_of(&meta.location),
+                size: meta.size,
+            });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -296,7 +349,10 @@ impl Archive {
     /// Removes the object at `key` (for tests and repairs; the tools never
     /// delete archived extracts).
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.store.delete(&self.path(key)).await.map_err(|e| Self::store_error(key, e))
+        self.store
+            .delete(&self.path(key))
+            .await
+            .map_err(|e| Self::store_error(key, e))
     }
 }
 
@@ -310,7 +366,9 @@ fn publish_local(root: &Path, key: &str, file: &Path) -> Result<()> {
     };
     let parent = target.parent().unwrap_or(root);
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    File::open(file).and_then(|f| f.sync_all()).map_err(io(file))?;
+    File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(io(file))?;
 
     match std::fs::hard_link(file, &target) {
         Ok(()) => {}
@@ -320,7 +378,9 @@ fn publish_local(root: &Path, key: &str, file: &Path) -> Result<()> {
         Err(e) => return Err(io(&target)(e)),
     }
     std::fs::remove_file(file).map_err(io(file))?;
-    File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io(parent))?;
     Ok(())
 }
 
@@ -336,17 +396,32 @@ mod tests {
 
         let a = spool.join("a");
         std::fs::write(&a, b"first").unwrap();
-        archive.publish_file("extracts/x/full/one.zip", &a).await.unwrap();
+        archive
+            .publish_file("extracts/x/full/one.zip", &a)
+            .await
+            .unwrap();
         assert!(!a.exists());
 
         let b = spool.join("b");
         std::fs::write(&b, b"second").unwrap();
-        let err = archive.publish_file("extracts/x/full/one.zip", &b).await.unwrap_err();
+        let err = archive
+            .publish_file("extracts/x/full/one.zip", &b)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ArchiveError::AlreadyExists { .. }));
-        assert_eq!(archive.get_bytes("extracts/x/full/one.zip").await.unwrap(), "first");
+        assert_eq!(
+            archive.get_bytes("extracts/x/full/one.zip").await.unwrap(),
+            "first"
+        );
 
         let listed = archive.list("extracts").await.unwrap();
-        assert_eq!(listed, vec![ObjectInfo { key: "extracts/x/full/one.zip".into(), size: 5 }]);
+        assert_eq!(
+            listed,
+            vec![ObjectInfo {
+                key: "extracts/x/full/one.zip".into(),
+                size: 5
+            }]
+        );
         assert_eq!(archive.exists("extracts/nope").await.unwrap(), None);
     }
 

@@ -74,7 +74,9 @@ impl Catalog {
         self.datasets.iter().find(|d| {
             d.name.eq_ignore_ascii_case(wanted)
                 || d.table.eq_ignore_ascii_case(wanted)
-                || d.schema_id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(wanted))
+                || d.schema_id
+                    .as_deref()
+                    .is_some_and(|id| id.eq_ignore_ascii_case(wanted))
         })
     }
 
@@ -97,7 +99,9 @@ impl Catalog {
 impl Dataset {
     /// The documented column with this CSV header, compared case-insensitively.
     pub fn column_by_header(&self, header: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.header.eq_ignore_ascii_case(header))
+        self.columns
+            .iter()
+            .find(|c| c.header.eq_ignore_ascii_case(header))
     }
 
     /// Whether differentials can be applied: they need a key to upsert by.
@@ -172,9 +176,18 @@ mod tests {
             let mut names: Vec<_> = d.columns.iter().map(|c| &c.column).collect();
             names.sort();
             names.dedup();
-            assert_eq!(names.len(), d.columns.len(), "duplicate column in {}", d.name);
+            assert_eq!(
+                names.len(),
+                d.columns.len(),
+                "duplicate column in {}",
+                d.name
+            );
             for k in &d.key {
-                assert!(d.columns.iter().any(|c| &c.column == k), "{}: key {k}", d.name);
+                assert!(
+                    d.columns.iter().any(|c| &c.column == k),
+                    "{}: key {k}",
+                    d.name
+                );
             }
         }
     }
@@ -182,7 +195,10 @@ mod tests {
     #[test]
     fn org_units_table_matches_the_sample_queries() {
         let catalog = Catalog::builtin();
-        assert_eq!(catalog.find("Organizational Units").unwrap().table, "org_units");
+        assert_eq!(
+            catalog.find("Organizational Units").unwrap().table,
+            "org_units"
+        );
         assert_eq!(table_name("Organizational Units"), "org_units");
         assert_eq!(catalog.find("users").unwrap().name, "Users");
     }

@@ -143,7 +143,11 @@ mod tests {
 
     #[test]
     fn api_times_parse_leniently() {
-        for t in ["2021-05-11T19:49:02Z", "2021-05-11T19:49:02.1234567Z", "2021-05-11T19:49:02"] {
+        for t in [
+            "2021-05-11T19:49:02Z",
+            "2021-05-11T19:49:02.1234567Z",
+            "2021-05-11T19:49:02",
+        ] {
             assert!(parse_api_time(t).is_some(), "{t}");
         }
         assert!(parse_api_time("yesterday").is_none());
@@ -152,6 +156,9 @@ mod tests {
     #[test]
     fn kind_accepts_the_api_spelling() {
         assert_eq!("Full".parse::<ExtractKind>().unwrap(), ExtractKind::Full);
-        assert_eq!("Differential".parse::<ExtractKind>().unwrap(), ExtractKind::Differential);
+        assert_eq!(
+            "Differential".parse::<ExtractKind>().unwrap(),
+            ExtractKind::Differential
+        );
     }
 }

@@ -149,7 +149,9 @@ impl Manifest {
                 }
             }
         }
-        manifest.extracts.sort_by(|a, b| (a.queued, a.created).cmp(&(b.queued, b.created)));
+        manifest
+            .extracts
+            .sort_by(|a, b| (a.queued, a.created).cmp(&(b.queued, b.created)));
         Ok(manifest)
     }
 
@@ -190,8 +192,15 @@ impl ManifestWriter {
     /// A writer for a new run started at `started`; `run_id` makes the
     /// segment name unique among runs started in the same second.
     pub fn new(archive: Archive, started: DateTime<Utc>, run_id: &str) -> Self {
-        let key = format!("{MANIFEST_PREFIX}/{}-{run_id}.jsonl", started.format("%Y%m%dT%H%M%SZ"));
-        ManifestWriter { archive, key, text: String::new() }
+        let key = format!(
+            "{MANIFEST_PREFIX}/{}-{run_id}.jsonl",
+            started.format("%Y%m%dT%H%M%SZ")
+        );
+        ManifestWriter {
+            archive,
+            key,
+            text: String::new(),
+        }
     }
 
     /// Key of this run's segment.
@@ -205,7 +214,9 @@ impl ManifestWriter {
         let mut text = self.text.clone();
         text.push_str(&line);
         text.push('\n');
-        self.archive.put_overwrite(&self.key, Bytes::from(text.clone())).await?;
+        self.archive
+            .put_overwrite(&self.key, Bytes::from(text.clone()))
+            .await?;
         self.text = text;
         Ok(())
     }
@@ -243,10 +254,16 @@ mod tests {
         let t = parse_api_time("2026-01-02T00:00:00Z").unwrap();
 
         let mut a = ManifestWriter::new(archive.clone(), t, "a");
-        a.append(&Entry::Extract(record("2026-01-02T00:00:00Z"))).await.unwrap();
-        a.append(&Entry::Extract(record("2026-01-01T00:00:00Z"))).await.unwrap();
+        a.append(&Entry::Extract(record("2026-01-02T00:00:00Z")))
+            .await
+            .unwrap();
+        a.append(&Entry::Extract(record("2026-01-01T00:00:00Z")))
+            .await
+            .unwrap();
         let mut b = ManifestWriter::new(archive.clone(), t, "b");
-        b.append(&Entry::Extract(record("2026-01-01T00:00:00Z"))).await.unwrap();
+        b.append(&Entry::Extract(record("2026-01-01T00:00:00Z")))
+            .await
+            .unwrap();
 
         let m = Manifest::read(&archive).await.unwrap();
         assert_eq!(m.extracts.len(), 2);
@@ -256,6 +273,9 @@ mod tests {
     #[test]
     fn a_bad_line_is_named() {
         let err = parse_segment("manifest/x.jsonl", b"\n{\"record\":\"nope\"}\n").unwrap_err();
-        assert_eq!(err.to_string(), "manifest segment manifest/x.jsonl, line 2: not a valid record");
+        assert_eq!(
+            err.to_string(),
+            "manifest segment manifest/x.jsonl, line 2: not a valid record"
+        );
     }
 }

@@ -69,7 +69,11 @@ pub fn redact_conninfo(conninfo: &str) -> String {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") { "[redacted]".into() } else { v.into_owned() };
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "[redacted]".into()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();

@@ -23,7 +23,10 @@ pub struct Limits {
 impl Default for Limits {
     /// 256 GiB and 1000:1. Real BDS CSVs compress about 3 to 20 times.
     fn default() -> Self {
-        Limits { max_uncompressed: 256 << 30, max_ratio: 1000 }
+        Limits {
+            max_uncompressed: 256 << 30,
+            max_ratio: 1000,
+        }
     }
 }
 
@@ -102,14 +105,25 @@ pub enum VerifyError {
 /// Opens the zip at `path` and finds its single CSV entry, checking the
 /// declared sizes against `limits`. Does not read the data: see
 /// [`verify_zip`] for the CRC check.
-pub fn inspect_zip(path: &Path, limits: Limits) -> Result<(zip::ZipArchive<File>, ZipSummary), VerifyError> {
-    let file = File::open(path).map_err(|source| VerifyError::Io { path: path.into(), source })?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|source| VerifyError::NotAZip { path: path.into(), source })?;
+pub fn inspect_zip(
+    path: &Path,
+    limits: Limits,
+) -> Result<(zip::ZipArchive<File>, ZipSummary), VerifyError> {
+    let file = File::open(path).map_err(|source| VerifyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|source| VerifyError::NotAZip {
+        path: path.into(),
+        source,
+    })?;
 
     let names: Vec<String> = archive
         .file_names()
-        .map(|n| n.map(|n| n.into_owned()).unwrap_or_else(|_| "<unreadable name>".into()))
+        .map(|n| {
+            n.map(|n| n.into_owned())
+                .unwrap_or_else(|_| "<unreadable name>".into())
+        })
         .collect();
     let csv: Vec<usize> = names
         .iter()
@@ -118,19 +132,31 @@ pub fn inspect_zip(path: &Path, limits: Limits) -> Result<(zip::ZipArchive<File>
         .map(|(i, _)| i)
         .collect();
     if archive.len() != 1 || csv.len() != 1 {
-        return Err(VerifyError::WrongEntries { path: path.into(), entries: names });
+        return Err(VerifyError::WrongEntries {
+            path: path.into(),
+            entries: names,
+        });
     }
 
     let index = csv[0];
     let entry = archive
         .by_index_raw(index)
-        .map_err(|source| VerifyError::NotAZip { path: path.into(), source })?;
+        .map_err(|source| VerifyError::NotAZip {
+            path: path.into(),
+            source,
+        })?;
     let summary = ZipSummary {
         entry_name: names[index].clone(),
         entry_index: index,
         uncompressed_size: entry.size(),
     };
-    check_limits(path, &summary.entry_name, entry.size(), entry.compressed_size(), limits)?;
+    check_limits(
+        path,
+        &summary.entry_name,
+        entry.size(),
+        entry.compressed_size(),
+        limits,
+    )?;
     drop(entry);
     Ok((archive, summary))
 }
@@ -146,9 +172,13 @@ pub fn verify_zip(path: &Path, limits: Limits) -> Result<ZipSummary, VerifyError
         source,
     };
 
-    let mut entry = archive
-        .by_index(summary.entry_index)
-        .map_err(|source| VerifyError::NotAZip { path: path.into(), source })?;
+    let mut entry =
+        archive
+            .by_index(summary.entry_index)
+            .map_err(|source| VerifyError::NotAZip {
+                path: path.into(),
+                source,
+            })?;
     let compressed = entry.compressed_size();
     // Read one byte past the declared size so a lying header is caught,
     // without ever inflating more than the limit allows.
@@ -157,7 +187,10 @@ pub fn verify_zip(path: &Path, limits: Limits) -> Result<ZipSummary, VerifyError
     if read != summary.uncompressed_size {
         let err = io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("inflated {read} bytes, header declares {}", summary.uncompressed_size),
+            format!(
+                "inflated {read} bytes, header declares {}",
+                summary.uncompressed_size
+            ),
         );
         return Err(corrupt(err));
     }
@@ -208,7 +241,7 @@ mod tests {
         let z = make_zip(&[("Users.csv", b"\xEF\xBB\xBFUserId\r\n1\r\n")]);
         let s = verify_zip(z.path(), Limits::default()).unwrap();
         assert_eq!(s.entry_name, "Users.csv");
-        assert_eq!(s.uncompressed_size, 13);
+        assert_eq!(s.uncompressed_size, 14);
     }
 
     #[test]
@@ -233,14 +266,20 @@ mod tests {
         let z = make_zip(&[("Users.csv", b"UserId\r\n1\r\n")]);
         let bytes = std::fs::read(z.path()).unwrap();
         std::fs::write(z.path(), &bytes[..bytes.len() - 10]).unwrap();
-        assert!(matches!(verify_zip(z.path(), Limits::default()), Err(VerifyError::NotAZip { .. })));
+        assert!(matches!(
+            verify_zip(z.path(), Limits::default()),
+            Err(VerifyError::NotAZip { .. })
+        ));
     }
 
     #[test]
     fn rejects_a_zip_bomb() {
         let data = vec![b'0'; 10 << 20];
         let z = make_zip(&[("bomb.csv", &data)]);
-        let limits = Limits { max_uncompressed: 1 << 40, max_ratio: 100 };
+        let limits = Limits {
+            max_uncompressed: 1 << 40,
+            max_ratio: 100,
+        };
         let err = verify_zip(z.path(), limits).unwrap_err();
         assert!(matches!(err, VerifyError::TooLarge { .. }), "{err}");
     }
