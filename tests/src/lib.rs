@@ -38,3 +38,7 @@ pub struct ExtractFile {
     /// Name of the CSV inside the zip.
     pub csv_entry: String,
 }
+
+pub mod fakehub;
+pub mod generator;
+pub mod harness;

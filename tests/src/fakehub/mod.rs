@@ -1,0 +1,1 @@
+//! The fake Brightspace Data Hub: API host, auth host and signed storage host.

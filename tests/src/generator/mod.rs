@@ -1,0 +1,1 @@
+//! Deterministic, streaming generator of realistic extract histories and their oracle.
