@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -93,6 +93,15 @@ impl Archive {
     /// variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for
     /// S3-compatible servers). A local folder is created if missing.
     pub fn open(location: &str) -> Result<Archive> {
+        Self::open_with_env(location, &[])
+    }
+
+    /// Like [`Archive::open`], with `AWS_*` settings (same names as the
+    /// environment variables) that take precedence over the process
+    /// environment. Lets tests point at their own S3 server without changing
+    /// the process environment, which is unsafe with threads running.
+    /// Names that are not S3 settings are ignored.
+    pub fn open_with_env(location: &str, aws_env: &[(String, String)]) -> Result<Archive> {
         let bad = |reason: String| ArchiveError::BadLocation {
             location: location.into(),
             reason,
@@ -105,7 +114,13 @@ impl Archive {
             if bucket.is_empty() {
                 return Err(bad("no bucket name".into()));
             }
-            let store = AmazonS3Builder::from_env()
+            let mut builder = AmazonS3Builder::from_env();
+            for (name, value) in aws_env {
+                if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            let store = builder
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
