@@ -1,0 +1,170 @@
+//! The service harness starts real PostgreSQL and S3 servers, isolates
+//! tests from each other, and the archive works against the S3 server.
+
+use bds_common::archive::{ArchiveError, ObjectInfo};
+use bds_tests::harness::{pg, s3};
+
+#[test]
+fn postgres_round_trips_rows() {
+    let db = pg::database();
+    let mut client = db.client();
+
+    client
+        .batch_execute(
+            "create table t (id bigint primary key, name text, at timestamptz);
+             insert into t values (1, 'Zoë, \"quoted\"', '2026-01-02T03:04:05.123456Z'),
+                                  (2, null, null);",
+        )
+        .unwrap();
+    let rows = client
+        .query("select id, name, at::text from t order by id", &[])
+        .unwrap();
+
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(1).unwrap(),
+        "Zoë, \"quoted\""
+    );
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(2).unwrap(),
+        "2026-01-02 03:04:05.123456+00"
+    );
+    assert_eq!(rows[1].get::<_, Option<String>>(1), None);
+}
+
+#[test]
+fn databases_are_isolated_and_dropped() {
+    let first = pg::database();
+    let second = pg::database();
+    assert_ne!(first.name(), second.name());
+
+    first
+        .client()
+        .batch_execute("create table only_here (x int)")
+        .unwrap();
+    let seen_in_second = second
+        .client()
+        .query_one("select to_regclass('only_here') is not null", &[])
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(!seen_in_second);
+
+    let name = first.name().to_string();
+    drop(first);
+    let still_there = second
+        .client()
+        .query_one(
+            "select count(*) from pg_database where datname = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(still_there, 0);
+}
+
+#[test]
+fn conninfo_and_url_reach_the_same_database() {
+    let db = pg::database();
+    let mut by_conninfo = postgres::Client::connect(db.conninfo(), postgres::NoTls).unwrap();
+    let name: String = by_conninfo
+        .query_one("select current_database()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(name, db.name());
+
+    let psql = pg::binary("psql");
+    let output = std::process::Command::new(psql)
+        .args(["-XAtc", "select current_database()", db.url()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), db.name());
+}
+
+#[tokio::test]
+async fn harness_works_from_async_tests() {
+    let db = pg::database();
+    let url = db.url().to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .query_one("select 41 + 1", &[])
+            .unwrap()
+            .get::<_, i32>(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, 42);
+
+    let bucket = s3::bucket();
+    bucket
+        .archive()
+        .put_overwrite("hello.txt", "hi".into())
+        .await
+        .unwrap();
+    drop(db);
+}
+
+#[tokio::test]
+async fn s3_archive_round_trip_is_write_once() {
+    let bucket = s3::bucket();
+    let archive = bucket.archive();
+    let spool = tempfile::tempdir().unwrap();
+    let key = "extracts/users/full/users_full_1.zip";
+
+    let first = spool.path().join("first");
+    std::fs::write(&first, b"first body").unwrap();
+    archive.publish_file(key, &first).await.unwrap();
+
+    let second = spool.path().join("second");
+    std::fs::write(&second, b"second body").unwrap();
+    let err = archive.publish_file(key, &second).await.unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::AlreadyExists { .. }),
+        "the S3 server must honour If-None-Match: {err:?}"
+    );
+
+    let listed = archive.list("extracts").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![ObjectInfo {
+            key: key.into(),
+            size: 10
+        }]
+    );
+
+    let dest = spool.path().join("copy");
+    let (sha256, size) = archive.get_to_file(key, &dest).await.unwrap();
+    assert_eq!(size, 10);
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"first body"));
+    assert_eq!(sha256, expected);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"first body");
+    assert_eq!(archive.exists("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn buckets_are_isolated_and_prefixes_work() {
+    let one = s3::bucket();
+    let two = s3::bucket();
+    assert_ne!(one.name, two.name);
+
+    one.archive_at("tenant/a")
+        .put_overwrite("x", "1".into())
+        .await
+        .unwrap();
+    assert!(two.archive().list("tenant").await.unwrap().is_empty());
+    let keys: Vec<String> = one
+        .archive()
+        .list("tenant")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["tenant/a/x"]);
+    assert!(
+        one.env
+            .iter()
+            .any(|(k, v)| k == "AWS_ENDPOINT_URL" && v == s3::server())
+    );
+}
