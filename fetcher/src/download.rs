@@ -1,0 +1,257 @@
+//! Downloading one extract: the authorized request to the Brightspace host,
+//! the redirect to signed storage followed by hand without the token, and
+//! the body streamed to a spool file while it is hashed and counted.
+//!
+//! Memory stays flat: the body passes through a small bounded channel to a
+//! blocking writer thread that hashes and writes it.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bds_common::hash::HashingWriter;
+use bds_common::redact::redact_url;
+use bytes::Bytes;
+use tempfile::TempPath;
+use thiserror::Error;
+use url::Url;
+
+use crate::api::{Api, ApiError, retry_after_of};
+use crate::progress::ExtractBar;
+use crate::retry::Transient;
+
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 5;
+/// Body bytes gathered before handing them to the writer thread.
+const BATCH_BYTES: usize = 256 << 10;
+/// Batches in flight between the network and the writer thread.
+const CHANNEL_BATCHES: usize = 8;
+
+/// Errors downloading one extract.
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    /// The Brightspace host refused or failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The storage host answered with an error status.
+    #[error("{url} answered {status}")]
+    Storage {
+        /// The URL, redacted.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The connection failed or broke off.
+    #[error("download from {url} failed")]
+    Http {
+        /// The URL, redacted.
+        url: String,
+        /// The cause, without its URL.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A redirect that cannot be followed.
+    #[error("cannot follow the redirect from {from}: {reason}")]
+    Redirect {
+        /// Where it came from, redacted.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// Fewer or more bytes than `Content-Length` announced.
+    #[error("{url}: received {received} bytes, Content-Length announced {announced}")]
+    Length {
+        /// The URL, redacted.
+        url: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced.
+        announced: u64,
+    },
+    /// The spool file could not be written.
+    #[error("spool file {path}: i/o error")]
+    Spool {
+        /// The spool file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Transient for DownloadError {
+    fn retry_after(&self) -> Option<Option<Duration>> {
+        match self {
+            DownloadError::Api(e) => e.retry_after(),
+            // 403 too: the signed link may have expired; a new attempt asks
+            // the Brightspace host for a fresh one.
+            DownloadError::Storage {
+                status,
+                retry_after,
+                ..
+            } => (*status == 403 || crate::api::retryable_status(*status)).then_some(*retry_after),
+            DownloadError::Http { .. } | DownloadError::Length { .. } => Some(None),
+            DownloadError::Redirect { .. } | DownloadError::Spool { .. } => None,
+        }
+    }
+}
+
+/// A downloaded extract in the spool folder (deleted when dropped, unless
+/// published).
+#[derive(Debug)]
+pub struct Spooled {
+    /// The spool file.
+    pub path: TempPath,
+    /// sha256, lower-case hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Downloads the extract at `link` (a Brightspace download route) into a
+/// new file in `spool_dir`. One attempt; the caller retries.
+pub async fn download(
+    api: &Api,
+    link: &Url,
+    spool_dir: &Path,
+    bar: &ExtractBar,
+) -> Result<Spooled, DownloadError> {
+    let first = api.send_authorized(link).await?;
+    if first.status().is_client_error() {
+        return Err(crate::api::status_error(link, &first).into());
+    }
+    let (url, response) = follow_redirects(api.http(), link.clone(), first).await?;
+    if !response.status().is_success() {
+        return Err(DownloadError::Storage {
+            url: redact_url(url.as_str()),
+            status: response.status().as_u16(),
+            retry_after: retry_after_of(&response),
+        });
+    }
+    spool(&url, response, spool_dir, bar).await
+}
+
+/// Follows redirects by hand: never with the token, only to http(s).
+async fn follow_redirects(
+    http: &reqwest::Client,
+    mut url: Url,
+    mut response: reqwest::Response,
+) -> Result<(Url, reqwest::Response), DownloadError> {
+    for _ in 0..MAX_REDIRECTS {
+        if !response.status().is_redirection() {
+            return Ok((url, response));
+        }
+        let from = redact_url(url.as_str());
+        let refuse = |reason: String| DownloadError::Redirect {
+            from: from.clone(),
+            reason,
+        };
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| refuse("no Location header".into()))?;
+        let next = url
+            .join(location)
+            .map_err(|_| refuse("the Location is not a URL".into()))?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(refuse(format!(
+                "{} is neither http nor https",
+                redact_url(next.as_str())
+            )));
+        }
+        tracing::debug!(from = %from, to = %redact_url(next.as_str()), "following redirect");
+        response = http
+            .get(next.clone())
+            .send()
+            .await
+            .map_err(|e| http_error(&next, e))?;
+        url = next;
+    }
+    Err(DownloadError::Redirect {
+        from: redact_url(url.as_str()),
+        reason: format!("more than {MAX_REDIRECTS} redirects"),
+    })
+}
+
+/// Streams the body into a spool file through the hashing writer thread.
+async fn spool(
+    url: &Url,
+    mut response: reqwest::Response,
+    spool_dir: &Path,
+    bar: &ExtractBar,
+) -> Result<Spooled, DownloadError> {
+    let spool_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DownloadError::Spool { path, source }
+    };
+    let announced = response.content_length();
+    let temp = tempfile::Builder::new()
+        .prefix(".download-")
+        .suffix(".zip")
+        .tempfile_in(spool_dir)
+        .map_err(spool_error(spool_dir))?;
+    let (file, path) = temp.into_parts();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_BATCHES);
+    let writer = tokio::task::spawn_blocking(move || write_batches(file, receiver));
+
+    let mut batch = Vec::new();
+    let mut batched = 0;
+    let received = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                bar.advance(chunk.len() as u64);
+                batched += chunk.len();
+                batch.push(chunk);
+                if batched >= BATCH_BYTES {
+                    batched = 0;
+                    if sender.send(std::mem::take(&mut batch)).await.is_err() {
+                        break Ok(());
+                    }
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(http_error(url, e)),
+        }
+    };
+    if !batch.is_empty() && received.is_ok() {
+        let _ = sender.send(batch).await;
+    }
+    drop(sender);
+    let written = writer.await.expect("the spool writer does not panic");
+    received?;
+    let (sha256, size) = written.map_err(spool_error(&path))?;
+
+    if let Some(announced) = announced.filter(|&n| n != size) {
+        return Err(DownloadError::Length {
+            url: redact_url(url.as_str()),
+            received: size,
+            announced,
+        });
+    }
+    Ok(Spooled { path, sha256, size })
+}
+
+fn write_batches(
+    file: std::fs::File,
+    mut receiver: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> std::io::Result<(String, u64)> {
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    while let Some(batch) = receiver.blocking_recv() {
+        for chunk in batch {
+            out.write_all(&chunk)?;
+        }
+    }
+    let (buffer, sha256, size) = out.finish();
+    buffer.into_inner().map_err(|e| e.into_error())?;
+    Ok((sha256, size))
+}
+
+fn http_error(url: &Url, error: reqwest::Error) -> DownloadError {
+    DownloadError::Http {
+        url: redact_url(url.as_str()),
+        source: error.without_url(),
+    }
+}
