@@ -1,0 +1,615 @@
+//! Acceptance tests of bds-fetch (issue 3): the real binary against the
+//! in-process fake Data Hub, archiving into a local folder and into an S3
+//! bucket on moto.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bds_common::archive::Archive;
+use bds_common::catalog::Catalog;
+use bds_common::manifest::Manifest;
+use bds_tests::ExtractFile;
+use bds_tests::fakehub::{FakeHub, Fault, FaultKind, FaultTarget, HubConfig, RouteClass};
+use bds_tests::generator::{Options, generate};
+use bds_tests::harness::s3;
+use chrono::{DateTime, Utc};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bds-fetch");
+const NOW: &str = "2026-03-04T12:00:00Z";
+
+/// A hub serving a small history of a few data sets, a token file and a
+/// place for the archive.
+struct Setup {
+    hub: FakeHub,
+    dir: TempDir,
+    files: Vec<ExtractFile>,
+    token_file: PathBuf,
+    archive: String,
+    aws_env: Vec<(String, String)>,
+}
+
+impl Setup {
+    fn local(config: HubConfig) -> Setup {
+        let dir = TempDir::new().unwrap();
+        let archive = dir.path().join("archive").display().to_string();
+        Self::with_archive(config, dir, archive, Vec::new())
+    }
+
+    fn s3(config: HubConfig) -> Setup {
+        let bucket = s3::bucket();
+        let archive = bucket.location("bds");
+        Self::with_archive(config, TempDir::new().unwrap(), archive, bucket.env)
+    }
+
+    fn with_archive(
+        config: HubConfig,
+        dir: TempDir,
+        archive: String,
+        aws_env: Vec<(String, String)>,
+    ) -> Setup {
+        let hub = FakeHub::start_blocking(config);
+        let now = time(NOW);
+        hub.set_now(now);
+        let files = history(&dir.path().join("zips"), now);
+        hub.add_extracts(files.clone());
+        let token_file = dir.path().join("refresh-token");
+        write_private(&token_file, &hub.issue_refresh_token());
+        Setup {
+            hub,
+            dir,
+            files,
+            token_file,
+            archive,
+            aws_env,
+        }
+    }
+
+    /// The binary with every setting pointing at this setup.
+    fn command(&self, args: &[&str]) -> Command {
+        let config = self.hub.config();
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("--base-url")
+            .arg(self.hub.api_url())
+            .arg("--auth-url")
+            .arg(self.hub.auth_url())
+            .arg("--client-id")
+            .arg(&config.client_id)
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .arg("--archive")
+            .arg(&self.archive)
+            .env_remove("RUST_LOG")
+            .env_remove("BDS_CONFIG")
+            .env("BDS_CLIENT_SECRET", &config.client_secret)
+            .env("BDS_RETRY_BASE_MS", "20")
+            .envs(self.aws_env.clone())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().expect("run bds-fetch");
+        eprintln!(
+            "bds-fetch {args:?} exited {:?}\n--- stderr\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn open_archive(&self) -> Archive {
+        Archive::open_with_env(&self.archive, &self.aws_env).unwrap()
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Every served extract is archived once, byte-identical, and recorded.
+    fn assert_archive_complete(&self) {
+        let archive = self.open_archive();
+        let manifest = block_on(Manifest::read(&archive)).unwrap();
+        assert_eq!(
+            manifest.extracts.len(),
+            self.files.len(),
+            "one record per extract"
+        );
+        for file in &self.files {
+            let record = manifest
+                .extracts
+                .iter()
+                .find(|r| r.plugin_id == file.plugin_id && r.queued == file.queued)
+                .unwrap_or_else(|| panic!("{} {} not recorded", file.dataset, file.queued));
+            assert_eq!(record.sha256, file.sha256);
+            assert_eq!(record.size, file.size);
+            assert_eq!(record.csv_entry, file.csv_entry);
+            let archived = block_on(archive.get_bytes(&record.key)).unwrap();
+            assert!(
+                archived == std::fs::read(&file.path).unwrap(),
+                "{}",
+                record.key
+            );
+        }
+        let objects = block_on(archive.list("extracts")).unwrap();
+        assert_eq!(objects.len(), self.files.len(), "nothing else archived");
+    }
+
+    fn file_of(&self, dataset: &str, kind: &str) -> &ExtractFile {
+        self.files
+            .iter()
+            .find(|f| f.dataset == dataset && f.kind.as_str() == kind)
+            .unwrap()
+    }
+}
+
+fn time(text: &str) -> DateTime<Utc> {
+    bds_common::extract::parse_api_time(text).unwrap()
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// One week of history of three data sets: fulls and differentials.
+fn history(dir: &Path, now: DateTime<Utc>) -> Vec<ExtractFile> {
+    let mut files = Vec::new();
+    for name in ["Users", "Organizational Units", "User Enrollments"] {
+        let dataset = Catalog::builtin().find(name).expect("catalog data set");
+        let options = Options {
+            weeks: 1,
+            rows: 300,
+            ..Options::new(7, now)
+        };
+        files.extend(generate(dataset, &options, dir).expect("generate extracts"));
+    }
+    assert!(files.len() > 10, "a history worth fetching");
+    files
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).expect("JSON summary on stdout")
+}
+
+/// The first run archives everything, a second downloads nothing, verify is
+/// clean; secrets appear neither in the log at -vv nor in the manifest.
+fn archive_once_then_nothing(setup: &Setup) {
+    let secret = setup.hub.config().client_secret.clone();
+    let first_token = setup.token();
+
+    let first = setup.run(&["-vv", "--json"]);
+    assert_eq!(first.status.code(), Some(0));
+    setup.assert_archive_complete();
+    assert_eq!(summary(&first)["fetched"], setup.files.len());
+    let second_token = setup.token();
+
+    setup.hub.clear_requests();
+    let second = setup.run(&["-vv", "--json"]);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(summary(&second)["fetched"], 0);
+    assert_eq!(summary(&second)["skipped"], setup.files.len());
+    assert!(
+        setup.hub.storage_requests().is_empty(),
+        "nothing downloaded"
+    );
+
+    let verify = setup.run(&["verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+
+    let manifest_text: String = block_on(setup.open_archive().list("manifest"))
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let bytes = block_on(setup.open_archive().get_bytes(&o.key)).unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        })
+        .collect();
+    for (name, text) in [
+        ("first stderr", stderr(&first)),
+        ("second stderr", stderr(&second)),
+        ("manifest", manifest_text),
+    ] {
+        for value in [&secret, &first_token, &second_token, &setup.token()] {
+            assert!(!text.contains(value.as_str()), "{name} leaks a secret");
+        }
+        assert!(!text.contains("Signature="), "{name} leaks a signed URL");
+    }
+}
+
+#[test]
+fn every_extract_is_archived_once_into_a_local_folder() {
+    archive_once_then_nothing(&Setup::local(HubConfig::default()));
+}
+
+#[test]
+fn every_extract_is_archived_once_into_s3() {
+    archive_once_then_nothing(&Setup::s3(HubConfig::default()));
+}
+
+/// 429, 500, 503, truncated and reset bodies: the run still ends complete,
+/// and no request to storage ever carried Authorization.
+fn faults_are_survived(setup: &Setup) {
+    let users = FaultTarget::extract(setup.file_of("Users", "full"));
+    let org_units = FaultTarget::extract(setup.file_of("Organizational Units", "differential"));
+    let enrollments = FaultTarget::extract(setup.file_of("User Enrollments", "full"));
+    let faults = [
+        Fault::once(
+            FaultTarget::Route(RouteClass::List),
+            FaultKind::Status429 {
+                retry_after_secs: 1,
+            },
+        ),
+        Fault::once(FaultTarget::Route(RouteClass::List), FaultKind::Status500),
+        Fault::once(
+            FaultTarget::Route(RouteClass::DownloadRedirect),
+            FaultKind::Status503,
+        ),
+        Fault::once(
+            FaultTarget::Route(RouteClass::Storage),
+            FaultKind::Status500,
+        ),
+        Fault::once(users.clone(), FaultKind::TruncateBody { after_bytes: 100 }),
+        Fault::once(org_units, FaultKind::ResetBody { after_bytes: 50 }),
+        Fault::once(
+            enrollments,
+            FaultKind::Status429 {
+                retry_after_secs: 1,
+            },
+        ),
+        Fault::once(users, FaultKind::ResetBody { after_bytes: 0 }),
+    ];
+    for fault in faults {
+        setup.hub.inject(fault);
+    }
+
+    let output = setup.run(&["--concurrency", "3"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(setup.hub.armed_faults(), 0, "every fault fired");
+    setup.assert_archive_complete();
+
+    let storage = setup.hub.storage_requests();
+    assert!(storage.len() > setup.files.len(), "retries reached storage");
+    assert!(
+        storage.iter().all(|r| !r.authorization),
+        "Authorization reached storage"
+    );
+    assert_eq!(setup.run(&["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn faults_are_retried_into_a_local_folder() {
+    faults_are_survived(&Setup::local(HubConfig::default()));
+}
+
+#[test]
+fn faults_are_retried_into_s3() {
+    faults_are_survived(&Setup::s3(HubConfig::default()));
+}
+
+#[test]
+fn the_refresh_token_rotates_every_run() {
+    let setup = Setup::local(HubConfig::default());
+    let mut seen = vec![setup.token()];
+    for _ in 0..2 {
+        assert_eq!(setup.run(&[]).status.code(), Some(0));
+        let token = setup.token();
+        assert!(!seen.contains(&token), "a new refresh token each run");
+        assert!(setup.hub.refresh_token_was_used(seen.last().unwrap()));
+        assert!(setup.hub.refresh_token_is_valid(&token));
+        seen.push(token);
+    }
+    let mode = std::fs::metadata(&setup.token_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn killing_the_run_right_after_the_token_exchange_leaves_a_usable_token() {
+    let setup = Setup::local(HubConfig::default());
+    let before = setup.token();
+    // A listing that trickles keeps the run busy right after the exchange.
+    setup.hub.inject(Fault {
+        target: FaultTarget::Route(RouteClass::List),
+        kind: FaultKind::SlowBody { bytes_per_sec: 20 },
+        times: 1,
+    });
+    let mut child = setup
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup.hub.auth_requests().is_empty() || setup.token() == before {
+        assert!(Instant::now() < deadline, "the token was never exchanged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(setup.hub.refresh_token_was_used(&before));
+    assert!(setup.hub.refresh_token_is_valid(&setup.token()));
+
+    setup.hub.clear_faults();
+    assert_eq!(setup.run(&[]).status.code(), Some(0));
+    setup.assert_archive_complete();
+}
+
+#[test]
+fn a_reused_refresh_token_stops_the_run_with_exit_2() {
+    let setup = Setup::local(HubConfig::default());
+    let spent = setup.token();
+    assert_eq!(setup.run(&["--dry-run"]).status.code(), Some(0));
+    write_private(&setup.token_file, &spent);
+
+    let output = setup.run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(text.contains("Get a new refresh token"), "{text}");
+    assert!(!text.contains(&spent), "the token is not printed");
+    assert!(
+        block_on(setup.open_archive().list("extracts"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_token_file_readable_by_others_is_refused() {
+    let setup = Setup::local(HubConfig::default());
+    std::fs::set_permissions(&setup.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = setup.run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+    assert!(
+        setup.hub.auth_requests().is_empty(),
+        "the token was not spent"
+    );
+}
+
+#[test]
+fn a_bad_crc_or_a_wrong_size_is_rejected_and_not_archived() {
+    let setup = Setup::local(HubConfig::default());
+    let corrupt = setup.file_of("Users", "differential").clone();
+    let short = setup.file_of("Organizational Units", "full").clone();
+    // The byte flipped is inside the compressed data, so only the CRC check
+    // can catch it; both faults fire on every attempt.
+    setup.hub.inject(Fault {
+        target: FaultTarget::extract(&corrupt),
+        kind: FaultKind::CorruptByte { offset: 80 },
+        times: 1000,
+    });
+    setup.hub.inject(Fault {
+        target: FaultTarget::extract(&short),
+        kind: FaultKind::TruncateBody {
+            after_bytes: short.size / 2,
+        },
+        times: 1000,
+    });
+
+    let output = setup.run(&["--json", "--retry-attempts", "3"]);
+    assert_eq!(output.status.code(), Some(1));
+    let summary = summary(&output);
+    assert_eq!(summary["failed"], 2);
+    assert_eq!(summary["fetched"], setup.files.len() - 2);
+
+    let archive = setup.open_archive();
+    let manifest = block_on(Manifest::read(&archive)).unwrap();
+    for file in [&corrupt, &short] {
+        assert!(
+            !manifest.extracts.iter().any(|r| r.sha256 == file.sha256
+                || (r.plugin_id == file.plugin_id && r.queued == file.queued)),
+            "{} recorded",
+            file.dataset
+        );
+    }
+    let objects = block_on(archive.list("extracts")).unwrap();
+    assert_eq!(
+        objects.len(),
+        setup.files.len() - 2,
+        "nothing damaged archived"
+    );
+    let spool = Path::new(&setup.archive).join(".bds-tmp");
+    assert_eq!(
+        std::fs::read_dir(spool).unwrap().count(),
+        0,
+        "spool cleaned up"
+    );
+}
+
+#[test]
+fn a_wrong_download_size_in_the_listing_is_only_a_warning() {
+    let setup = Setup::local(HubConfig::default());
+    setup.hub.inject(Fault {
+        target: FaultTarget::extract(setup.file_of("Users", "full")),
+        kind: FaultKind::WrongDownloadSize,
+        times: 1000,
+    });
+    let output = setup.run(&[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("DownloadSize"),
+        "{}",
+        stderr(&output)
+    );
+    setup.assert_archive_complete();
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_a_deleted_object_and_an_unlisted_one() {
+    let setup = Setup::local(HubConfig::default());
+    assert_eq!(setup.run(&[]).status.code(), Some(0));
+    let archive = setup.open_archive();
+    let manifest = block_on(Manifest::read(&archive)).unwrap();
+    let root = Path::new(&setup.archive);
+
+    let flipped = &manifest.extracts[0].key;
+    let mut bytes = std::fs::read(root.join(flipped)).unwrap();
+    bytes[40] ^= 0x01;
+    std::fs::write(root.join(flipped), bytes).unwrap();
+    let deleted = &manifest.extracts[1].key;
+    block_on(archive.delete(deleted)).unwrap();
+    let unlisted = "extracts/users/full/stray.zip";
+    std::fs::write(root.join(unlisted), b"stray").unwrap();
+
+    let output = setup.run(&["verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = stdout(&output);
+    assert!(report.contains(&format!("corrupt  {flipped}")), "{report}");
+    assert!(report.contains(&format!("missing  {deleted}")), "{report}");
+    assert!(report.contains(&format!("unlisted {unlisted}")), "{report}");
+    assert_eq!(report.lines().count(), 3, "{report}");
+}
+
+#[test]
+fn verify_finds_problems_in_s3_too() {
+    let setup = Setup::s3(HubConfig::default());
+    assert_eq!(setup.run(&[]).status.code(), Some(0));
+    let archive = setup.open_archive();
+    let manifest = block_on(Manifest::read(&archive)).unwrap();
+    let deleted = &manifest.extracts[0].key;
+    block_on(archive.delete(deleted)).unwrap();
+
+    let output = setup.run(&["verify", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = summary(&output);
+    assert_eq!(report["findings"][0]["problem"], "missing");
+    assert_eq!(report["findings"][0]["key"], deleted.as_str());
+}
+
+#[test]
+fn short_lived_access_tokens_across_many_downloads() {
+    let config = HubConfig {
+        access_token_lifetime: Duration::from_secs(2),
+        ..HubConfig::default()
+    };
+    let setup = Setup::local(config);
+    // Slow downloads stretch the run over several token lifetimes.
+    setup.hub.inject(Fault {
+        target: FaultTarget::Route(RouteClass::Storage),
+        kind: FaultKind::SlowBody {
+            bytes_per_sec: 10_000,
+        },
+        times: 1000,
+    });
+    let started = Instant::now();
+    let output = setup.run(&["--concurrency", "2"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        started.elapsed() > Duration::from_secs(5),
+        "the run outlived tokens"
+    );
+    setup.assert_archive_complete();
+    assert!(
+        setup.hub.auth_requests().len() >= 3,
+        "access tokens were refreshed"
+    );
+    assert!(setup.hub.refresh_token_is_valid(&setup.token()));
+}
+
+#[test]
+fn a_dry_run_prints_the_plan_and_downloads_nothing() {
+    let setup = Setup::local(HubConfig::default());
+    let output = setup.run(&["--dry-run", "--dataset", "users", "--full-only"]);
+    assert_eq!(output.status.code(), Some(0));
+    let plan = stdout(&output);
+    let fulls = setup
+        .files
+        .iter()
+        .filter(|f| f.dataset == "Users" && f.kind.as_str() == "full")
+        .count();
+    assert_eq!(plan.lines().count(), fulls, "{plan}");
+    assert!(
+        plan.lines()
+            .all(|l| l.starts_with("fetch extracts/users/full/")),
+        "{plan}"
+    );
+    assert!(setup.hub.storage_requests().is_empty());
+}
+
+#[test]
+fn list_shows_what_is_archived() {
+    let setup = Setup::local(HubConfig::default());
+    assert_eq!(setup.run(&["--differential-only"]).status.code(), Some(0));
+    let output = setup.run(&["list", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let listed = summary(&output);
+    let differentials = setup
+        .files
+        .iter()
+        .filter(|f| f.kind.as_str() == "differential")
+        .count();
+    assert_eq!(listed["extracts"].as_array().unwrap().len(), differentials);
+}
+
+#[test]
+fn the_sample_client_config_is_migrated() {
+    let setup = Setup::local(HubConfig::default());
+    let config_path = setup.dir.path().join("config.json");
+    let config = setup.hub.config();
+    let sample = serde_json::json!({
+        "bspace_url": setup.hub.api_url(),
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+        "refresh_token": setup.token(),
+    });
+    write_private(&config_path, &sample.to_string());
+    std::fs::remove_file(&setup.token_file).unwrap();
+
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--auth-url")
+        .arg(setup.hub.auth_url())
+        .arg("--token-file")
+        .arg(&setup.token_file)
+        .arg("--archive")
+        .arg(&setup.archive)
+        .env_remove("BDS_CLIENT_SECRET")
+        .env_remove("BDS_BASE_URL")
+        .env_remove("BDS_CLIENT_ID")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("moved the refresh token"));
+    assert!(setup.hub.refresh_token_is_valid(&setup.token()));
+    let left = std::fs::read_to_string(&config_path).unwrap();
+    assert!(!left.contains("refresh_token"), "{left}");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout(&output);
+    assert!(
+        help.contains("Exit codes") && help.contains("1  the run finished"),
+        "{help}"
+    );
+}
