@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use bds_common::archive::Archive;
 use bds_common::catalog::Catalog;
+use bds_common::extract::ExtractKind;
 use bds_common::manifest::Manifest;
 use bds_tests::ExtractFile;
 use bds_tests::fakehub::{FakeHub, Fault, FaultKind, FaultTarget, HubConfig, RouteClass};
-use bds_tests::generator::{Options, generate};
 use bds_tests::harness::s3;
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
@@ -162,20 +162,83 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// One week of history of three data sets: fulls and differentials.
+/// A week of history of three data sets: two fulls and a differential a
+/// day each, small zips of one CSV.
 fn history(dir: &Path, now: DateTime<Utc>) -> Vec<ExtractFile> {
+    std::fs::create_dir_all(dir).unwrap();
     let mut files = Vec::new();
     for name in ["Users", "Organizational Units", "User Enrollments"] {
         let dataset = Catalog::builtin().find(name).expect("catalog data set");
-        let options = Options {
-            weeks: 1,
-            rows: 300,
-            ..Options::new(7, now)
-        };
-        files.extend(generate(dataset, &options, dir).expect("generate extracts"));
+        for day in 0..8 {
+            let queued = now - chrono::Duration::days(8 - day) + chrono::Duration::hours(1);
+            if day % 7 == 0 {
+                files.push(make_extract(dir, dataset, ExtractKind::Full, queued, 600));
+            }
+            if day > 0 {
+                files.push(make_extract(
+                    dir,
+                    dataset,
+                    ExtractKind::Differential,
+                    queued,
+                    40,
+                ));
+            }
+        }
     }
-    assert!(files.len() > 10, "a history worth fetching");
     files
+}
+
+/// Writes one extract zip with `rows` rows of made-up data.
+fn make_extract(
+    dir: &Path,
+    dataset: &bds_common::catalog::Dataset,
+    kind: ExtractKind,
+    queued: DateTime<Utc>,
+    rows: usize,
+) -> ExtractFile {
+    use std::io::Write;
+
+    let created = queued + chrono::Duration::seconds(47) + chrono::Duration::milliseconds(123);
+    let csv_entry = format!("{}.csv", dataset.name.replace(' ', ""));
+    let mut csv = String::from("\u{feff}Id,Name,IsActive,LastAccessed\r\n");
+    let mut rng = fastrand::Rng::with_seed(queued.timestamp() as u64 ^ rows as u64);
+    for id in 0..rows {
+        let name: String = (0..24).map(|_| rng.alphanumeric()).collect();
+        csv.push_str(&format!(
+            "{id},\"{name}\",True,{}\r\n",
+            created.to_rfc3339()
+        ));
+    }
+    let path = dir.join(format!(
+        "{}_{}_{}.zip",
+        dataset.table,
+        kind.as_str(),
+        queued.timestamp()
+    ));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file(csv_entry.as_str(), options).unwrap();
+    zip.write_all(csv.as_bytes()).unwrap();
+    zip.finish().unwrap();
+
+    let (sha256, size) = bds_common::hash::sha256_file(&path).unwrap();
+    let plugin = match kind {
+        ExtractKind::Full => &dataset.full_plugin,
+        ExtractKind::Differential => &dataset.differential_plugin,
+    };
+    ExtractFile {
+        dataset: dataset.name.clone(),
+        schema_id: dataset.schema_id.clone().expect("schema id"),
+        plugin_id: plugin.clone().expect("plugin id"),
+        kind,
+        queued,
+        created,
+        version: "9.10".into(),
+        path,
+        size,
+        sha256,
+        csv_entry,
+    }
 }
 
 fn write_private(path: &Path, text: &str) {
