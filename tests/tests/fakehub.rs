@@ -18,7 +18,7 @@ use bds_tests::fakehub::{
 };
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use tempfile::TempDir;
 
 const LP: &str = "1.63";
@@ -748,4 +748,286 @@ async fn every_answer_carries_rate_headers_until_429_with_retry_after() {
     assert!((1..=20).contains(&retry), "Retry-After {retry}");
     assert!(!refused.headers().contains_key("X-Rate-Limit-Remaining"));
     assert!(!refused.headers().contains_key("X-Request-Cost"));
+}
+
+// ---- faults ---------------------------------------------------------------
+
+/// A hub with two full extracts and an access token.
+async fn fault_setup() -> (Setup, ExtractFile, ExtractFile, String) {
+    let setup = Setup::new(HubConfig::default()).await;
+    let [first, second] = datasets(2)[..] else {
+        unreachable!()
+    };
+    let csv = CSV.repeat(40);
+    let a = setup.add(first, ExtractKind::Full, "2026-02-24T19:50:19.476Z", &csv);
+    let b = setup.add(second, ExtractKind::Full, "2026-02-24T19:50:20.000Z", &csv);
+    let token = setup.access_token().await;
+    (setup, a, b, token)
+}
+
+#[tokio::test]
+async fn status_faults_fire_as_often_as_asked_on_each_route_class() {
+    let (setup, file, _, token) = fault_setup().await;
+    let route = |class| FaultTarget::Route(class);
+    let list = setup.lp("datasets/bds");
+
+    setup
+        .hub
+        .inject(Fault::once(route(RouteClass::List), FaultKind::Status500).times(2));
+    for _ in 0..2 {
+        let answer = setup.get(&list, &token).await;
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(answer.headers().contains_key("X-Rate-Limit-Remaining"));
+    }
+    assert_eq!(setup.get(&list, &token).await.status(), StatusCode::OK);
+    assert_eq!(setup.hub.armed_faults(), 0);
+
+    let refresh = setup.hub.issue_refresh_token();
+    setup
+        .hub
+        .inject(Fault::once(route(RouteClass::Token), FaultKind::Status503));
+    assert_eq!(
+        setup.refresh(&refresh).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        setup.hub.refresh_token_is_valid(&refresh),
+        "a 503 spends nothing"
+    );
+    assert_eq!(setup.refresh(&refresh).await.status(), StatusCode::OK);
+
+    let download = setup.hub.download_link(LP, &file);
+    let retry_after_secs = 7;
+    setup.hub.inject(Fault::once(
+        route(RouteClass::DownloadRedirect),
+        FaultKind::Status429 { retry_after_secs },
+    ));
+    let refused = setup.get(&download, &token).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()[RETRY_AFTER], "7");
+    assert!(!refused.headers().contains_key("X-Rate-Limit-Remaining"));
+
+    setup.hub.inject(Fault::once(
+        route(RouteClass::Storage),
+        FaultKind::Status503,
+    ));
+    let target = setup.storage_location(&download, &token).await;
+    let answer = setup.client.get(&target).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.text().await.unwrap().contains("SlowDown"));
+    let answer = setup.client.get(&target).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_fault_on_one_extract_spares_the_others() {
+    let (setup, a, b, token) = fault_setup().await;
+    setup
+        .hub
+        .inject(Fault::once(FaultTarget::extract(&a), FaultKind::Status500));
+
+    let fetch = |file: &ExtractFile| {
+        let url = setup.hub.download_link(LP, file);
+        let token = token.clone();
+        let setup = &setup;
+        async move {
+            let target = setup.storage_location(&url, &token).await;
+            setup.client.get(&target).send().await.unwrap().status()
+        }
+    };
+    assert_eq!(fetch(&b).await, StatusCode::OK);
+    assert_eq!(fetch(&a).await, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(fetch(&a).await, StatusCode::OK);
+}
+
+/// GET over a raw connection: the announced `Content-Length`, the body bytes
+/// received, and how the connection ended.
+fn raw_get(url: &str) -> (u64, Vec<u8>, std::io::Result<()>) {
+    use std::io::Read;
+
+    let url = url::Url::parse(url).unwrap();
+    let address = format!("127.0.0.1:{}", url.port().unwrap());
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let outcome = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(read) => received.extend_from_slice(&chunk[..read]),
+            Err(error) => break Err(error),
+        }
+    };
+    let split = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&received[..split]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    (length, received[split + 4..].to_vec(), outcome)
+}
+
+#[tokio::test]
+async fn truncated_body_ends_cleanly_short_of_its_content_length() {
+    let (setup, file, _, token) = fault_setup().await;
+    setup.hub.inject(Fault::once(
+        FaultTarget::extract(&file),
+        FaultKind::TruncateBody { after_bytes: 100 },
+    ));
+    let target = setup
+        .storage_location(&setup.hub.download_link(LP, &file), &token)
+        .await;
+
+    let url = target.clone();
+    let (length, body, outcome) = tokio::task::spawn_blocking(move || raw_get(&url))
+        .await
+        .unwrap();
+    assert_eq!(length, file.size);
+    assert_eq!(body.len(), 100);
+    assert!(outcome.is_ok(), "a clean close, not a reset: {outcome:?}");
+
+    let whole = setup.client.get(&target).send().await.unwrap();
+    assert_eq!(whole.bytes().await.unwrap().len() as u64, file.size);
+}
+
+#[tokio::test]
+async fn reset_body_aborts_the_connection_and_reqwest_reports_an_error() {
+    let (setup, file, _, token) = fault_setup().await;
+    let target = setup
+        .storage_location(&setup.hub.download_link(LP, &file), &token)
+        .await;
+    let reset = Fault::once(
+        FaultTarget::Route(RouteClass::Storage),
+        FaultKind::ResetBody { after_bytes: 100 },
+    );
+
+    setup.hub.inject(reset.clone());
+    let url = target.clone();
+    let (length, body, outcome) = tokio::task::spawn_blocking(move || raw_get(&url))
+        .await
+        .unwrap();
+    assert_eq!(length, file.size);
+    assert!(body.len() <= 100);
+    let error = outcome.expect_err("the connection is reset");
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+
+    setup.hub.inject(reset);
+    let answer = setup.client.get(&target).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.bytes().await.is_err());
+}
+
+#[tokio::test]
+async fn slow_body_arrives_whole_but_late() {
+    let (setup, file, _, token) = fault_setup().await;
+    let bytes_per_sec = file.size * 2;
+    setup.hub.inject(Fault::once(
+        FaultTarget::extract(&file),
+        FaultKind::SlowBody { bytes_per_sec },
+    ));
+    let target = setup
+        .storage_location(&setup.hub.download_link(LP, &file), &token)
+        .await;
+
+    let started = std::time::Instant::now();
+    let body = setup
+        .client
+        .get(&target)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(body.unwrap(), std::fs::read(&file.path).unwrap());
+}
+
+#[tokio::test]
+async fn corrupt_byte_flips_exactly_one_byte_of_the_zip() {
+    let (setup, file, _, token) = fault_setup().await;
+    setup.hub.inject(Fault::once(
+        FaultTarget::extract(&file),
+        FaultKind::CorruptByte { offset: 42 },
+    ));
+    let target = setup
+        .storage_location(&setup.hub.download_link(LP, &file), &token)
+        .await;
+
+    let body = setup
+        .client
+        .get(&target)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await;
+    let whole = std::fs::read(&file.path).unwrap();
+    let body = body.unwrap();
+    assert_eq!(body.len(), whole.len());
+    let differ: Vec<usize> = (0..whole.len()).filter(|&i| body[i] != whole[i]).collect();
+    assert_eq!(differ, [42]);
+    assert_eq!(body[42], whole[42] ^ 0xFF);
+}
+
+#[tokio::test]
+async fn wrong_download_size_shows_in_listings_while_armed() {
+    let (setup, a, b, token) = fault_setup().await;
+    let size_of = |page: &ObjectListPage<ExtractInfo>| page.objects[0].download_size;
+    let url_of = |file: &ExtractFile| {
+        setup.lp(&format!(
+            "datasets/bds/{}/plugins/{}/extracts",
+            file.schema_id, file.plugin_id
+        ))
+    };
+
+    setup.hub.inject(Fault::once(
+        FaultTarget::extract(&a),
+        FaultKind::WrongDownloadSize,
+    ));
+    let page = setup.get_json(&url_of(&a), &token).await;
+    assert_eq!(size_of(&page), a.size + WRONG_SIZE_OFFSET);
+    let page = setup.get_json(&url_of(&a), &token).await;
+    assert_eq!(size_of(&page), a.size);
+
+    setup.hub.inject(Fault::once(
+        FaultTarget::Route(RouteClass::List),
+        FaultKind::WrongDownloadSize,
+    ));
+    let listed: Vec<ListedPlugin> = setup
+        .get_json(&setup.lp("dataExport/bds/list"), &token)
+        .await;
+    let sizes: Vec<f64> = listed.iter().filter_map(|p| p.download_size).collect();
+    let expected = [a.size, b.size].map(|s| (s + WRONG_SIZE_OFFSET) as f64);
+    assert_eq!(sizes.len(), 2);
+    assert!(sizes.iter().all(|s| expected.contains(s)), "{sizes:?}");
+}
+
+#[tokio::test]
+async fn a_truncated_listing_fails_to_parse_and_a_truncated_token_answer_spends_the_token() {
+    let (setup, _, _, token) = fault_setup().await;
+    setup.hub.inject(Fault::once(
+        FaultTarget::Route(RouteClass::List),
+        FaultKind::TruncateBody { after_bytes: 20 },
+    ));
+    let answer = setup.get(&setup.lp("datasets/bds"), &token).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.json::<ObjectListPage<DatasetInfo>>().await.is_err());
+
+    // What a real outage can do: the token rotated, the answer was lost.
+    let refresh = setup.hub.issue_refresh_token();
+    setup.hub.inject(Fault::once(
+        FaultTarget::Route(RouteClass::Token),
+        FaultKind::ResetBody { after_bytes: 5 },
+    ));
+    let answer = setup.refresh(&refresh).await;
+    assert!(answer.json::<TokenAnswer>().await.is_err());
+    assert!(setup.hub.refresh_token_was_used(&refresh));
 }

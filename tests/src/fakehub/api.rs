@@ -195,9 +195,9 @@ fn routed(shared: &Shared, conn: &ConnHandle, parts: &Parts) -> Response {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     if let Some(scope) = route.scope()
-        && let Err(refusal) = authorize(shared, &parts.headers, scope)
+        && let Err(denied) = authorize(shared, &parts.headers, scope)
     {
-        return refusal;
+        return denied.into_response();
     }
     let target = FaultTarget::Route(route.class());
     let fired = shared
@@ -221,28 +221,46 @@ fn routed(shared: &Shared, conn: &ConnHandle, parts: &Parts) -> Response {
     damage(response, &kinds, &conn.reset)
 }
 
-/// 401 for a missing, unknown or expired Bearer token; 403 when the token
-/// lacks the route's scope.
-fn authorize(shared: &Shared, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
-    let unauthorized = || {
-        let challenge = [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")];
-        (StatusCode::UNAUTHORIZED, challenge).into_response()
-    };
+/// Why a request was not let through to its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denied {
+    /// No Bearer token, or an unknown or expired one: 401.
+    Unauthorized,
+    /// A valid token lacking the route's scope: 403.
+    Forbidden,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Unauthorized => {
+                let challenge = [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")];
+                (StatusCode::UNAUTHORIZED, challenge).into_response()
+            }
+            Denied::Forbidden => StatusCode::FORBIDDEN.into_response(),
+        }
+    }
+}
+
+fn authorize(shared: &Shared, headers: &HeaderMap, scope: &str) -> Result<(), Denied> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_string())
-        .ok_or_else(unauthorized)?;
+        .ok_or(Denied::Unauthorized)?;
 
     let state = shared.lock();
-    let grant = state.access_tokens.get(&token).ok_or_else(unauthorized)?;
+    let grant = state
+        .access_tokens
+        .get(&token)
+        .ok_or(Denied::Unauthorized)?;
     if grant.expires <= Instant::now() {
-        return Err(unauthorized());
+        return Err(Denied::Unauthorized);
     }
     if !scope_covers(&grant.scopes, scope) {
-        return Err(StatusCode::FORBIDDEN.into_response());
+        return Err(Denied::Forbidden);
     }
     Ok(())
 }

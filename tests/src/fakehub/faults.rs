@@ -293,6 +293,9 @@ impl Shaper {
         if let Some(cut) = self.plan.cut_at()
             && self.position >= cut
         {
+            // hyper holds small writes in its buffer until the body stalls;
+            // stalling here sends what came before the cut.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             return self.cut();
         }
         while self.pending.is_empty() {

@@ -71,7 +71,7 @@ async fn answer(shared: &Shared, conn: &ConnHandle, request: &Parts) -> Response
         );
     }
     if let Err(refusal) = check_signature(shared, request) {
-        return refusal;
+        return refusal.into_response();
     }
     let route = FaultTarget::Route(RouteClass::Storage);
     if let Some(kind) = fire_status(shared, |target| *target == route) {
@@ -111,7 +111,32 @@ fn fire_status(shared: &Shared, target: impl Fn(&FaultTarget) -> bool) -> Option
         .fire_first(|f| f.kind.is_status() && target(&f.target))
 }
 
-fn check_signature(shared: &Shared, request: &Parts) -> Result<(), Response> {
+/// Why a signed URL is refused: 403 in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadSignature {
+    Missing,
+    Mismatch,
+    Expired,
+}
+
+impl IntoResponse for BadSignature {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            BadSignature::Missing => (
+                "AccessDenied",
+                "Query-string authentication requires the Signature and Expires parameters",
+            ),
+            BadSignature::Mismatch => (
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            ),
+            BadSignature::Expired => ("AccessDenied", "Request has expired"),
+        };
+        s3_error(StatusCode::FORBIDDEN, code, message)
+    }
+}
+
+fn check_signature(shared: &Shared, request: &Parts) -> Result<(), BadSignature> {
     let query = request.uri.query().unwrap_or_default();
     let mut expires = None;
     let mut given = None;
@@ -123,25 +148,13 @@ fn check_signature(shared: &Shared, request: &Parts) -> Result<(), Response> {
         }
     }
     let (Some(expires), Some(given)) = (expires, given) else {
-        return Err(s3_error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "Query-string authentication requires the Signature and Expires parameters",
-        ));
+        return Err(BadSignature::Missing);
     };
     if given != signature(shared, request.uri.path(), expires) {
-        return Err(s3_error(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ));
+        return Err(BadSignature::Mismatch);
     }
     if chrono::Utc::now().timestamp() > expires {
-        return Err(s3_error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "Request has expired",
-        ));
+        return Err(BadSignature::Expired);
     }
     Ok(())
 }

@@ -108,7 +108,7 @@ pub(crate) fn in_view(file: &ExtractFile, now: DateTime<Utc>, retention: chrono:
 /// Newest first: by created time, then plugin id, so that a bookmark can
 /// name a position in the order.
 pub(crate) fn newest_first(extracts: &mut [&ExtractFile]) {
-    extracts.sort_by(|a, b| order_key(b).cmp(&order_key(a)));
+    extracts.sort_by_key(|f| std::cmp::Reverse(order_key(f)));
 }
 
 /// The position of an extract in [`newest_first`] order, reversed.
