@@ -160,6 +160,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// JSON on stdout.
     pub json: bool,
+    /// `-q` given: no progress display.
+    pub quiet: bool,
 }
 
 impl Settings {
@@ -234,6 +236,7 @@ impl Settings {
                 ..defaults
             },
             json: cli.json,
+            quiet: cli.quiet > 0,
         })
     }
 

@@ -152,14 +152,13 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Done);
     }
 
-    let quiet = settings.json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total_bytes = plan.fetch.iter().filter_map(|o| o.download_size).sum();
     let context = Arc::new(Shared {
         api,
         archive,
         spool_dir,
         recorder,
-        progress: Progress::start(plan.fetch.len(), total_bytes, quiet),
+        progress: Progress::start(plan.fetch.len(), total_bytes, settings.quiet),
         retry: settings.retry,
         planned: plan.fetch.len(),
     });

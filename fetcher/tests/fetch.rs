@@ -667,6 +667,82 @@ fn the_sample_client_config_is_migrated() {
 }
 
 #[test]
+fn missed_differentials_are_recorded_as_a_gap() {
+    let setup = Setup::local(HubConfig::default());
+    assert_eq!(setup.run(&[]).status.code(), Some(0));
+
+    // A month later every archived differential has left the 14-day window.
+    let later = time(NOW) + chrono::Duration::days(30);
+    setup.hub.set_now(later);
+    setup
+        .hub
+        .add_extracts(history(&setup.dir.path().join("later"), later));
+    let output = setup.run(&["--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stderr(&output).contains("differentials were missed"));
+    assert_eq!(summary(&output)["gaps"].as_array().unwrap().len(), 3);
+
+    let manifest = block_on(Manifest::read(&setup.open_archive())).unwrap();
+    assert_eq!(manifest.gaps.len(), 3, "one gap per data set");
+    let again = setup.run(&["--json"]);
+    assert_eq!(
+        summary(&again)["gaps"].as_array().unwrap().len(),
+        0,
+        "recorded once"
+    );
+}
+
+#[test]
+fn objects_published_before_a_crash_are_adopted() {
+    let setup = Setup::local(HubConfig::default());
+    assert_eq!(setup.run(&[]).status.code(), Some(0));
+    // As if every run had died between publishing and recording.
+    let archive = setup.open_archive();
+    for segment in block_on(archive.list("manifest")).unwrap() {
+        block_on(archive.delete(&segment.key)).unwrap();
+    }
+
+    let output = setup.run(&["--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(summary(&output)["adopted"], setup.files.len());
+    setup.assert_archive_complete();
+    assert_eq!(setup.run(&["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_second_run_at_the_same_time_is_refused() {
+    let setup = Setup::local(HubConfig::default());
+    let before = setup.token();
+    setup.hub.inject(Fault {
+        target: FaultTarget::Route(RouteClass::List),
+        kind: FaultKind::SlowBody { bytes_per_sec: 200 },
+        times: 1,
+    });
+    let mut first = setup
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup.token() == before {
+        assert!(Instant::now() < deadline, "the token was never exchanged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let second = setup.run(&[]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        stderr(&second).contains("holds the lock"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(setup.hub.auth_requests().len(), 1, "one exchange only");
+    setup.assert_archive_complete();
+}
+
+#[test]
 fn help_documents_the_exit_codes() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
