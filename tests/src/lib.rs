@@ -10,10 +10,11 @@ use std::path::PathBuf;
 
 use bds_common::extract::ExtractKind;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// One extract zip on disk, as the generator makes it and the fake Data Hub
-/// serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// serves it. Serialized as JSON by `generator::write_history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtractFile {
     /// Data set name as the API reports it (`Users`).
     pub dataset: String,
