@@ -495,3 +495,23 @@ fn generated_history_matches_its_oracle_in_postgres() {
         generator::assert_table_matches(&mut client, "public", table, &expected);
     }
 }
+
+/// Throughput and memory of benchmark-sized output; rows from
+/// `BDS_GENERATOR_ROWS` (default 5 million).
+#[test]
+#[ignore = "benchmark-sized: takes a while, run by hand"]
+fn benchmark_sized_history_streams() {
+    let rows = std::env::var("BDS_GENERATOR_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5_000_000);
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let history = generator::benchmark(dataset("Users"), rows, 1, out.path()).unwrap();
+    eprintln!(
+        "{rows} rows: {} + {} bytes of zip in {:?}",
+        history[0].size,
+        history[1].size,
+        started.elapsed()
+    );
+}
