@@ -149,9 +149,7 @@ impl Manifest {
                 }
             }
         }
-        manifest
-            .extracts
-            .sort_by(|a, b| (a.queued, a.created).cmp(&(b.queued, b.created)));
+        manifest.extracts.sort_by_key(|r| (r.queued, r.created));
         Ok(manifest)
     }
 
