@@ -1031,3 +1031,97 @@ async fn a_truncated_listing_fails_to_parse_and_a_truncated_token_answer_spends_
     assert!(answer.json::<TokenAnswer>().await.is_err());
     assert!(setup.hub.refresh_token_was_used(&refresh));
 }
+
+// ---- the standalone binary ------------------------------------------------
+
+/// Kills the child when the test ends, passing or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_a_hub_json_directory_and_writes_the_token_file() {
+    use std::io::BufRead;
+
+    let dir = TempDir::new().unwrap();
+    let dataset = datasets(1)[0];
+    let file = make_extract(
+        dir.path(),
+        dataset,
+        ExtractKind::Full,
+        time("2026-02-24T19:50:19.476Z"),
+        CSV,
+    );
+    bds_tests::fakehub::manifest::write(dir.path(), std::slice::from_ref(&file)).unwrap();
+    let token_file = dir.path().join("refresh-token");
+
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_bds-fakehub"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(["--client-id", "demo", "--client-secret", "s3cret"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bds-fakehub starts"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let announced: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    let text = |key: &str| announced[key].as_str().unwrap().to_string();
+    assert!(text("storage_url").starts_with("http://localhost:"));
+    assert!(
+        announced.get("refresh_token").is_none(),
+        "the token is in the file"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let refresh = std::fs::read_to_string(&token_file).unwrap();
+
+    let client = following_client();
+    let token: TokenAnswer = client
+        .post(text("token_url"))
+        .basic_auth("demo", Some("s3cret"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.trim()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let download = format!(
+        "{}/d2l/api/lp/{LP}/dataexport/bds/download/{}",
+        text("api_url"),
+        file.plugin_id
+    );
+    let body = client
+        .get(download)
+        .bearer_auth(&token.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body.status(),
+        StatusCode::OK,
+        "the default clock shows the extract"
+    );
+    assert_eq!(
+        body.bytes().await.unwrap(),
+        std::fs::read(&file.path).unwrap()
+    );
+}
