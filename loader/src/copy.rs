@@ -145,7 +145,7 @@ fn produced_line(extract: &LocalExtract, row: u64, label: &ExtractLabel) -> Opti
             return None;
         }
     }
-    record.position().map(|p| p.line())
+    record.position().map(|p| p.line() + extract.line_offset)
 }
 
 fn encode_extract(
@@ -157,7 +157,10 @@ fn encode_extract(
 ) -> Result<CopySummary, LoadError> {
     let mut zip = open_zip(&extract.path, label)?;
     let mut reader = csv_reader(&mut zip, extract.entry_index, label)?;
-    reader.byte_headers().map_err(|e| csv_error(e, label))?;
+    let offset = extract.line_offset;
+    reader
+        .byte_headers()
+        .map_err(|e| csv_error(e, label, offset))?;
     let fields = u16::try_from(shape.columns.len() + usize::from(shape.ordinal)).map_err(|_| {
         LoadError::Extract {
             extract: label.clone(),
@@ -173,10 +176,11 @@ fn encode_extract(
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(csv_error(e, label)),
+            Err(e) => return Err(csv_error(e, label, offset)),
         }
         rows += 1;
-        encode_record(&record, shape, rows, fields, &mut buffer, label)?;
+        encode_record(&record, shape, rows, fields, &mut buffer, label)
+            .map_err(|e| with_line_offset(e, offset))?;
         if buffer.len() >= CHUNK {
             let next = recycle
                 .try_recv()
@@ -194,6 +198,23 @@ fn encode_extract(
     let _ = sender.send(Chunk::Data(buffer));
     let _ = sender.send(Chunk::Done);
     Ok(CopySummary { rows })
+}
+
+fn with_line_offset(error: LoadError, offset: u64) -> LoadError {
+    match error {
+        LoadError::Value {
+            extract,
+            line,
+            column,
+            problem,
+        } => LoadError::Value {
+            extract,
+            line: line + offset,
+            column,
+            problem,
+        },
+        other => other,
+    }
 }
 
 fn encode_record(

@@ -27,6 +27,9 @@ pub struct LocalExtract {
     pub path: PathBuf,
     /// Index of the CSV entry in the zip.
     pub entry_index: usize,
+    /// Added to the csv crate's line numbers of data records: 1 for CRLF
+    /// files, whose reader counts a record's final LF with the next record.
+    pub line_offset: u64,
     /// The temporary copy of a remote object, removed on drop.
     _spool: Option<tempfile::TempPath>,
 }
@@ -74,15 +77,43 @@ pub fn fetch(
             actual: sha256,
         });
     }
-    let (_, summary) = inspect_zip(&path, Limits::default()).map_err(|source| LoadError::Zip {
-        extract: label,
-        source,
-    })?;
+    let (mut zip, summary) =
+        inspect_zip(&path, Limits::default()).map_err(|source| LoadError::Zip {
+            extract: label.clone(),
+            source,
+        })?;
+    let line_offset = u64::from(first_line_ends_with_crlf(
+        &mut zip,
+        summary.entry_index,
+        &label,
+    )?);
     Ok(LocalExtract {
         path,
         entry_index: summary.entry_index,
+        line_offset,
         _spool: spool,
     })
+}
+
+/// Whether the CSV's first line ends with CRLF (D2L's style) rather than LF.
+fn first_line_ends_with_crlf(
+    zip: &mut zip::ZipArchive<File>,
+    index: usize,
+    label: &ExtractLabel,
+) -> Result<bool, LoadError> {
+    use std::io::{BufRead, Read};
+    let entry = zip.by_index(index).map_err(|e| LoadError::Extract {
+        extract: label.clone(),
+        problem: format!("cannot open the CSV in the zip: {e}"),
+    })?;
+    let mut first = Vec::new();
+    BufReader::new(entry.take(1 << 20))
+        .read_until(b'\n', &mut first)
+        .map_err(|e| LoadError::Extract {
+            extract: label.clone(),
+            problem: format!("cannot inflate the CSV (corrupt or truncated zip): {e}"),
+        })?;
+    Ok(first.ends_with(b"\r\n"))
 }
 
 /// Buffer of the CSV parser: large enough that refills are rare.
@@ -125,7 +156,9 @@ pub fn open_zip(
 pub fn read_header(extract: &LocalExtract, label: &ExtractLabel) -> Result<Vec<String>, LoadError> {
     let mut zip = open_zip(&extract.path, label)?;
     let mut reader = csv_reader(&mut zip, extract.entry_index, label)?;
-    let header = reader.byte_headers().map_err(|e| csv_error(e, label))?;
+    let header = reader
+        .byte_headers()
+        .map_err(|e| csv_error(e, label, extract.line_offset))?;
     let mut names = Vec::with_capacity(header.len());
     for field in header {
         let name = std::str::from_utf8(field).map_err(|_| LoadError::Csv {
@@ -146,8 +179,8 @@ pub fn read_header(extract: &LocalExtract, label: &ExtractLabel) -> Result<Vec<S
 }
 
 /// A csv crate error as a loader error with its line.
-pub fn csv_error(error: csv::Error, label: &ExtractLabel) -> LoadError {
-    let line = error.position().map_or(0, |p| p.line());
+pub fn csv_error(error: csv::Error, label: &ExtractLabel, line_offset: u64) -> LoadError {
+    let line = error.position().map_or(0, |p| p.line() + line_offset);
     match error.into_kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
