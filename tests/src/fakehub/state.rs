@@ -2,6 +2,7 @@
 //! clock, tokens, the rate-limit bucket, armed faults and request logs.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use super::faults::FaultBook;
 use crate::ExtractFile;
 
 /// How the hub is set up. `HubConfig::default()` is what a test usually wants.
-#[derive(Debug, Clone)]
+/// `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct HubConfig {
     /// The registered client id.
     pub client_id: String,
@@ -66,6 +68,26 @@ impl Default for HubConfig {
             auth_port: 0,
             storage_port: 0,
         }
+    }
+}
+
+impl fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("page_size", &self.page_size)
+            .field("rate_limit_credits", &self.rate_limit_credits)
+            .field("rate_limit_period", &self.rate_limit_period)
+            .field("request_cost", &self.request_cost)
+            .field("link_lifetime", &self.link_lifetime)
+            .field("differential_retention", &self.differential_retention)
+            .field("now", &self.now)
+            .field("latest_version", &self.latest_version)
+            .field("ports", &(self.api_port, self.auth_port, self.storage_port))
+            .finish()
     }
 }
 
@@ -154,8 +176,8 @@ pub(crate) struct HubState {
     pub(crate) storage_log: Vec<RequestRecord>,
 }
 
-/// Configuration, a signing key, and the mutable state.
-#[derive(Debug)]
+/// Configuration, a signing key, and the mutable state. `Debug` shows
+/// neither the key nor the tokens.
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
     pub(crate) signing_key: String,
@@ -197,6 +219,16 @@ impl Shared {
     /// The hub clock.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.lock().now.unwrap_or_else(Utc::now)
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("api_url", &self.api_url)
+            .field("storage_url", &self.storage_url)
+            .finish_non_exhaustive()
     }
 }
 
