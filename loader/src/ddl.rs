@@ -231,16 +231,25 @@ impl TableSpec {
             ));
             return out;
         }
-        out.push_str(&create_table_sql(
-            &self.schema,
-            &self.table,
-            &self.columns,
-            true,
-        ));
+        // Idempotent, so a DBA can rerun it: the primary key inline, the
+        // NULLS NOT DISTINCT index with IF NOT EXISTS.
+        let mut create = create_table_sql(&self.schema, &self.table, &self.columns, true);
+        if self.has_key() && !self.nullable_key {
+            create.truncate(create.len() - 2);
+            create.push_str(&format!(
+                ",\n    PRIMARY KEY ({})\n)",
+                column_list(&self.key)
+            ));
+        }
+        out.push_str(&create);
         out.push_str(";\n");
-        if let Some(key) = self.key_sql(&self.table, &self.key_index_name(&self.table)) {
-            out.push_str(&key);
-            out.push_str(";\n");
+        if self.has_key() && self.nullable_key {
+            out.push_str(&format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}) NULLS NOT DISTINCT;\n",
+                quote_ident(&self.key_index_name(&self.table)),
+                qualified(&self.schema, &self.table),
+                column_list(&self.key)
+            ));
         }
         out
     }

@@ -86,8 +86,9 @@ pub enum LoadError {
     Database {
         /// What was being done.
         context: String,
-        /// SQLSTATE, message, detail, hint and CSV line.
-        report: DbReport,
+        /// SQLSTATE, message, detail, hint and CSV line (boxed: errors stay
+        /// small on the happy path).
+        report: Box<DbReport>,
     },
     /// A local file failed.
     #[error("{context}")]
@@ -105,7 +106,7 @@ impl LoadError {
     pub fn db(context: impl Into<String>, error: postgres::Error) -> LoadError {
         LoadError::Database {
             context: context.into(),
-            report: DbReport::new(&error, None),
+            report: Box::new(DbReport::new(&error, None)),
         }
     }
 
@@ -117,7 +118,7 @@ impl LoadError {
     ) -> Self {
         LoadError::Database {
             context: context.into(),
-            report: DbReport::new(&error, line),
+            report: Box::new(DbReport::new(&error, line)),
         }
     }
 

@@ -43,7 +43,10 @@ pub fn load_full(
         return refill_in_place(tx, spec, extract, &matched, label);
     }
     let mut columns = base;
-    if !matched.added.is_empty() && !(existing.is_none() && spec.columns.is_empty()) {
+    // A table created from the header alone (columns unknown) has nothing
+    // to warn about; any other new column is news.
+    let from_header_alone = existing.is_none() && spec.columns.is_empty();
+    if !from_header_alone {
         for c in &matched.added {
             tracing::warn!(
                 dataset = %spec.dataset,

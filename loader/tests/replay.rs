@@ -187,7 +187,8 @@ fn d2l_sample_queries_run_and_return_rows() {
     use bds_common::extract::ExtractKind::Full;
 
     let mut archive = TestArchive::new();
-    let tables: [(&str, &[&[(&str, &str)]]); 5] = [
+    type Rows<'a> = &'a [&'a [(&'a str, &'a str)]];
+    let tables: [(&str, Rows); 5] = [
         (
             "Users",
             &[
