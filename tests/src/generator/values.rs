@@ -20,6 +20,10 @@ const TICKS_PER_DAY: i64 = 86_400 * TICKS_PER_SECOND;
 
 /// Rows per key value of an outer key column, for composite keys.
 const FANOUT_TWO_COLUMNS: u64 = 24;
+/// First value of generated integer ids.
+const ID_BASE: u64 = 100_000;
+/// Ids in other columns point at the first this many rows of their parent.
+const REFERENCED_IDS: u64 = 1_000;
 const FANOUT_MORE_COLUMNS: u64 = 8;
 
 /// Texts that trip up careless CSV handling.
@@ -349,9 +353,11 @@ fn write_key(out: &mut Vec<u8>, pg_type: &str, position: u32, digit: u64) {
             b"True"
         }),
         "timestamptz" => write_timestamp(out, 1_600_000_000 * TICKS_PER_SECOND, 3),
+        // Every integer key column counts from the same base as the
+        // single-column keys of the parent data sets (users, org units, grade
+        // objects...), so joins between generated data sets find rows.
         _ => {
-            let base = [100_000u64, 6_000, 10, 1, 1][position.min(4) as usize];
-            let _ = write!(out, "{}", base + digit);
+            let _ = write!(out, "{}", ID_BASE + digit);
         }
     }
 }
@@ -391,8 +397,9 @@ fn event_ticks(clock: EventClock, entity: u64) -> i64 {
 
 fn write_kind(out: &mut Vec<u8>, kind: Kind, start: i64, rng: &mut Rng) {
     match kind {
+        // Mostly ids of the first rows of the parent data set, so they join.
         Kind::Id => {
-            let _ = write!(out, "{}", rng.u64(1..300_000));
+            let _ = write!(out, "{}", ID_BASE + rng.u64(0..REFERENCED_IDS));
         }
         Kind::Count => {
             let _ = write!(out, "{}", rng.i64(-5..1000));
