@@ -147,19 +147,7 @@ impl Api {
     /// Resolves a link from an API answer (absolute or relative) and checks
     /// that it is on the Brightspace site.
     pub fn resolve(&self, link: &str) -> Result<Url, ApiError> {
-        let url = self.base.join(link.trim()).map_err(|_| ApiError::BadUrl {
-            url: redact_url(link),
-        })?;
-        let same_site = url.scheme() == self.base.scheme()
-            && url.host_str() == self.base.host_str()
-            && url.port_or_known_default() == self.base.port_or_known_default();
-        if !same_site {
-            return Err(ApiError::ForeignHost {
-                url: redact_url(url.as_str()),
-                base: self.base.to_string(),
-            });
-        }
-        Ok(url)
+        resolve_on_site(&self.base, link)
     }
 
     /// GETs `url` (on the site) with the bearer token, retrying per policy,
@@ -206,6 +194,24 @@ impl Api {
         }
         Ok(response)
     }
+}
+
+/// `link` resolved against `base`, if it is on the same site (scheme, host
+/// and port): the only place the access token may go.
+fn resolve_on_site(base: &Url, link: &str) -> Result<Url, ApiError> {
+    let url = base.join(link.trim()).map_err(|_| ApiError::BadUrl {
+        url: redact_url(link),
+    })?;
+    let same_site = url.scheme() == base.scheme()
+        && url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if !same_site {
+        return Err(ApiError::ForeignHost {
+            url: redact_url(url.as_str()),
+            base: base.to_string(),
+        });
+    }
+    Ok(url)
 }
 
 /// The error for an unexpected status, with `Retry-After` if given.
@@ -260,4 +266,36 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
         .read_timeout(Duration::from_secs(120))
         .user_agent(concat!("bds-fetch/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_the_site() {
+        let base = Url::parse("https://school.example/").unwrap();
+        let ok = resolve_on_site(&base, "/d2l/api/lp/1.53/datasets/bds?bookmark=x").unwrap();
+        assert_eq!(ok.host_str(), Some("school.example"));
+        assert!(resolve_on_site(&base, "https://school.example:443/x").is_ok());
+        for foreign in [
+            "https://evil.example/x",
+            "http://school.example/x",
+            "https://school.example:8443/x",
+            "https://school.example.evil.example/x",
+        ] {
+            let err = resolve_on_site(&base, foreign).unwrap_err();
+            assert!(matches!(err, ApiError::ForeignHost { .. }), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn only_server_trouble_and_throttling_are_retried() {
+        for status in [401, 408, 429, 500, 502, 503] {
+            assert!(retryable_status(status), "{status}");
+        }
+        for status in [400, 403, 404] {
+            assert!(!retryable_status(status), "{status}");
+        }
+    }
 }

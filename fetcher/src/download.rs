@@ -144,24 +144,14 @@ async fn follow_redirects(
             return Ok((url, response));
         }
         let from = redact_url(url.as_str());
-        let refuse = |reason: String| DownloadError::Redirect {
-            from: from.clone(),
-            reason,
-        };
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| refuse("no Location header".into()))?;
-        let next = url
-            .join(location)
-            .map_err(|_| refuse("the Location is not a URL".into()))?;
-        if !matches!(next.scheme(), "http" | "https") {
-            return Err(refuse(format!(
-                "{} is neither http nor https",
-                redact_url(next.as_str())
-            )));
-        }
+            .and_then(|v| v.to_str().ok());
+        let next = next_hop(&url, location).map_err(|reason| DownloadError::Redirect {
+            from: from.clone(),
+            reason,
+        })?;
         tracing::debug!(from = %from, to = %redact_url(next.as_str()), "following redirect");
         response = http
             .get(next.clone())
@@ -174,6 +164,22 @@ async fn follow_redirects(
         from: redact_url(url.as_str()),
         reason: format!("more than {MAX_REDIRECTS} redirects"),
     })
+}
+
+/// Where a redirect leads: the `Location` resolved against the current URL,
+/// http or https only (never `file:` or anything else a server might name).
+fn next_hop(current: &Url, location: Option<&str>) -> Result<Url, String> {
+    let location = location.ok_or("no Location header")?;
+    let next = current
+        .join(location)
+        .map_err(|_| "the Location is not a URL".to_string())?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(format!(
+            "{} is neither http nor https",
+            redact_url(next.as_str())
+        ));
+    }
+    Ok(next)
 }
 
 /// Streams the body into a spool file through the hashing writer thread.
@@ -253,5 +259,44 @@ fn http_error(url: &Url, error: reqwest::Error) -> DownloadError {
     DownloadError::Http {
         url: redact_url(url.as_str()),
         source: error.without_url(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_go_to_http_or_https_only() {
+        let here = Url::parse("https://school.example/d2l/api/lp/1.53/dataExport/bds/p/1").unwrap();
+        let storage = next_hop(&here, Some("https://store.example/b.zip?Signature=s")).unwrap();
+        assert_eq!(storage.host_str(), Some("store.example"));
+        assert_eq!(
+            next_hop(&here, Some("/blob/x")).unwrap().host_str(),
+            Some("school.example")
+        );
+        for refused in ["file:///etc/passwd", "ftp://store.example/b.zip", "data:,x"] {
+            let reason = next_hop(&here, Some(refused)).unwrap_err();
+            assert!(
+                reason.contains("neither http nor https"),
+                "{refused}: {reason}"
+            );
+        }
+        assert!(next_hop(&here, None).is_err());
+    }
+
+    #[test]
+    fn storage_403_is_retried_but_a_bad_redirect_is_not() {
+        let expired = DownloadError::Storage {
+            url: "u".into(),
+            status: 403,
+            retry_after: None,
+        };
+        assert_eq!(expired.retry_after(), Some(None));
+        let refused = DownloadError::Redirect {
+            from: "u".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(refused.retry_after(), None);
     }
 }
