@@ -617,6 +617,22 @@ fn a_dry_run_prints_the_plan_and_downloads_nothing() {
 }
 
 #[test]
+fn since_leaves_out_older_extracts() {
+    let setup = Setup::local(HubConfig::default());
+    let since = time(NOW) - chrono::Duration::days(3);
+    let output = setup.run(&["run", "--dry-run", "--since", &since.to_rfc3339()]);
+    assert_eq!(output.status.code(), Some(0));
+    let newer = setup.files.iter().filter(|f| f.created >= since).count();
+    assert!(newer > 0 && newer < setup.files.len());
+    assert_eq!(
+        stdout(&output).lines().count(),
+        newer,
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
 fn list_shows_what_is_archived() {
     let setup = Setup::local(HubConfig::default());
     assert_eq!(setup.run(&["--differential-only"]).status.code(), Some(0));
