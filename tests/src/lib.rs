@@ -40,6 +40,7 @@ pub struct ExtractFile {
     pub csv_entry: String,
 }
 
+pub mod docs;
 pub mod fakehub;
 pub mod generator;
 pub mod harness;
