@@ -272,8 +272,10 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>, ConfigError> {
     parse_api_time(text).ok_or_else(|| invalid("since", text, "use YYYY-MM-DD or RFC 3339"))
 }
 
-/// Reads the config file: TOML, or the JSON of D2L's sample client.
+/// Reads the config file: TOML, or the JSON of D2L's sample client. It
+/// usually holds the client secret, so it must be private like the token.
 fn read_config(path: &Path) -> Result<(FileConfig, Option<SampleToken>), ConfigError> {
+    ensure_private(path, "config file")?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.into(),
         source,
@@ -285,9 +287,6 @@ fn read_config(path: &Path) -> Result<(FileConfig, Option<SampleToken>), ConfigE
     if text.trim_start().starts_with('{') {
         let sample: SampleConfig =
             serde_json::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-        if sample.client_secret.is_some() || sample.refresh_token.is_some() {
-            ensure_private(path, "config file")?;
-        }
         let token = sample.refresh_token.filter(|t| !t.is_empty());
         let file = FileConfig {
             base_url: sample.bspace_url,
@@ -302,9 +301,6 @@ fn read_config(path: &Path) -> Result<(FileConfig, Option<SampleToken>), ConfigE
         return Ok((file, sample_token));
     }
     let file: FileConfig = toml::from_str(&text).map_err(|e| parse_error(e.message().into()))?;
-    if file.client_secret.is_some() {
-        ensure_private(path, "config file")?;
-    }
     Ok((file, None))
 }
 
@@ -390,8 +386,8 @@ mod tests {
     }
 
     #[test]
-    fn a_readable_config_with_a_secret_is_refused() {
-        let file = private_file("client_secret = \"s\"\n", ".toml");
+    fn a_config_readable_by_others_is_refused() {
+        let file = private_file("archive = \"/a\"\n", ".toml");
         std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let cli = Cli::parse_from(["bds-fetch", "--config", file.path().to_str().unwrap()]);
         let err = Settings::resolve(&cli).unwrap_err().to_string();
