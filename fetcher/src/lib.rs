@@ -43,6 +43,18 @@ impl Outcome {
     }
 }
 
+/// Writes one line of data to stdout. A closed pipe (`bds-fetch list |
+/// head`) is not an error: the reader has what it wanted.
+pub fn print_line(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::error!("cannot write to stdout: {e}");
+    }
+}
+
 /// Runs the command the user asked for. An `Err` is a fatal error (exit 2).
 pub async fn execute(cli: cli::Cli) -> anyhow::Result<Outcome> {
     let settings = config::Settings::resolve(&cli)?;

@@ -18,11 +18,11 @@ pub async fn list(settings: Settings) -> anyhow::Result<Outcome> {
             "extracts": manifest.extracts,
             "gaps": manifest.gaps,
         });
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        crate::print_line(serde_json::to_string_pretty(&document)?);
         return Ok(Outcome::Done);
     }
     for record in &manifest.extracts {
-        println!(
+        crate::print_line(format_args!(
             "{:<32} {:<12} {} {} {:>12} {}",
             record.table,
             record.kind.as_str(),
@@ -30,17 +30,17 @@ pub async fn list(settings: Settings) -> anyhow::Result<Outcome> {
             record.version.as_deref().unwrap_or("-"),
             record.size,
             record.key
-        );
+        ));
     }
     for gap in &manifest.gaps {
-        println!(
+        crate::print_line(format_args!(
             "gap {} newest archived differential {} < oldest offered {}",
             gap.table,
             gap.newest_archived
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "-".into()),
             gap.oldest_offered.to_rfc3339()
-        );
+        ));
     }
     Ok(Outcome::Done)
 }

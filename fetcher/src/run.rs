@@ -373,7 +373,7 @@ fn emit(summary: &Summary, settings: &Settings, started: Instant) {
     summary.log(started.elapsed().as_secs_f64());
     if settings.json {
         match serde_json::to_string_pretty(summary) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::print_line(text),
             Err(e) => tracing::error!("cannot write the JSON summary: {e}"),
         }
     } else if settings.dry_run {

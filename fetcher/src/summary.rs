@@ -145,7 +145,7 @@ impl Summary {
                 Status::Planned => "fetch",
                 _ => "skip ",
             };
-            println!("{status} {} {size} bytes", line.key);
+            crate::print_line(format_args!("{status} {} {size} bytes", line.key));
         }
     }
 }

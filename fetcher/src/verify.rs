@@ -107,10 +107,10 @@ pub async fn audit(settings: Settings) -> anyhow::Result<Outcome> {
     let audit = audit_archive(&archive, &manifest, settings.concurrency).await?;
 
     if settings.json {
-        println!("{}", serde_json::to_string_pretty(&audit)?);
+        crate::print_line(serde_json::to_string_pretty(&audit)?);
     } else {
         for finding in &audit.findings {
-            println!("{finding}");
+            crate::print_line(finding);
         }
     }
     tracing::info!(
