@@ -166,6 +166,31 @@ async fn follow_redirects(
     })
 }
 
+/// Spool files older than this were left by a run that was killed.
+const STALE_SPOOL: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes spool files a killed run left behind. Only old ones: another
+/// run on the same spool folder (another archive in the system temp
+/// folder) may be writing fresh ones.
+pub fn remove_stale_spool_files(spool_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(spool_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name.to_string_lossy().starts_with(".download-");
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if ours && age.is_some_and(|age| age > STALE_SPOOL) {
+            tracing::debug!(file = %entry.path().display(), "removing a stale spool file");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Where a redirect leads: the `Location` resolved against the current URL,
 /// http or https only (never `file:` or anything else a server might name).
 fn next_hop(current: &Url, location: Option<&str>) -> Result<Url, String> {
@@ -265,6 +290,24 @@ fn http_error(url: &Url, error: reqwest::Error) -> DownloadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stale_spool_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".download-old.zip");
+        let fresh = dir.path().join(".download-new.zip");
+        let other = dir.path().join("keep.zip");
+        for path in [&stale, &fresh, &other] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let old = std::time::SystemTime::now() - STALE_SPOOL * 2;
+        for path in [&stale, &other] {
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(old).unwrap();
+        }
+        remove_stale_spool_files(dir.path());
+        assert!(!stale.exists() && fresh.exists() && other.exists());
+    }
 
     #[test]
     fn redirects_go_to_http_or_https_only() {

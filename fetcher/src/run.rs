@@ -97,6 +97,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Outcome> {
         .await
         .context("cannot read the manifest")?;
     let api = connect(&settings)?;
+    crate::download::remove_stale_spool_files(&spool_dir);
 
     // The first request of the run: exchanging the refresh token, which is
     // persisted before anything else is asked.
@@ -265,7 +266,12 @@ async fn download_all(
     }
     let mut fatal = None;
     while let Some(joined) = tasks.join_next().await {
-        let (offer, result) = joined.expect("download tasks do not panic");
+        let (offer, result) = match joined {
+            Ok(done) => done,
+            // Aborted after a fatal error: the summary reports that error.
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         context.progress.finished(result.is_ok(), context.planned);
         let mut line = ExtractLine::new(&offer, Status::Failed);
         match result {
