@@ -251,6 +251,20 @@ impl Settings {
         })?;
         Archive::open(location).with_context(|| format!("cannot open archive {location}"))
     }
+
+    /// Opens an archive that must exist already (`verify`, `list`): a
+    /// mistyped local path would otherwise be created and look clean.
+    pub fn open_existing_archive(&self) -> anyhow::Result<Archive> {
+        if let Some(location) = self.archive.as_deref()
+            && !location.starts_with("s3://")
+        {
+            let path = location.strip_prefix("file://").unwrap_or(location);
+            if !Path::new(path).is_dir() {
+                anyhow::bail!("archive {location} does not exist");
+            }
+        }
+        self.open_archive()
+    }
 }
 
 fn invalid(setting: &'static str, value: &str, reason: &str) -> ConfigError {

@@ -9,7 +9,7 @@ use crate::config::Settings;
 /// Prints every archived extract (and recorded gaps): plain columns, or
 /// the manifest records as a JSON array with `--json`.
 pub async fn list(settings: Settings) -> anyhow::Result<Outcome> {
-    let archive = settings.open_archive()?;
+    let archive = settings.open_existing_archive()?;
     let manifest = Manifest::read(&archive)
         .await
         .context("cannot read the manifest")?;

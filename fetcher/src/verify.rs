@@ -100,7 +100,7 @@ pub struct Audit {
 /// `bds-fetch verify`: re-hashes every archived extract against the
 /// manifest and looks for objects no record lists.
 pub async fn audit(settings: Settings) -> anyhow::Result<Outcome> {
-    let archive = settings.open_archive()?;
+    let archive = settings.open_existing_archive()?;
     let manifest = Manifest::read(&archive)
         .await
         .context("cannot read the manifest")?;
