@@ -19,7 +19,9 @@ use thiserror::Error;
 
 /// Objects at most this large go up to S3 in one conditional PUT; larger ones
 /// go in parts.
-const SINGLE_PUT_MAX: u64 = 16 << 20;
+/// Kept small because the object is read into memory, once per concurrent
+/// download.
+const SINGLE_PUT_MAX: u64 = 8 << 20;
 
 /// Size of each part of a multipart upload.
 const PART_SIZE: usize = 8 << 20;
@@ -157,6 +159,20 @@ impl Archive {
         })
     }
 
+    /// Like [`Archive::open`], but a local folder must already exist: for
+    /// readers, so that a mistyped path is an error and not an empty archive.
+    pub fn open_existing(location: &str) -> Result<Archive> {
+        let is_local = !location.contains("://") || location.starts_with("file://");
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        if is_local && !Path::new(path).is_dir() {
+            return Err(ArchiveError::BadLocation {
+                location: location.into(),
+                reason: "no such folder".into(),
+            });
+        }
+        Self::open(location)
+    }
+
     /// The location as the user gave it.
     pub fn location(&self) -> &str {
         &self.location
@@ -220,7 +236,7 @@ impl Archive {
     /// appears whole or not at all. For a local archive the file should live
     /// in [`Archive::spool_dir`]; it is linked into place, then removed.
     ///
-    /// Limitation: on S3, objects over 16 MiB go up in parts, and S3 cannot
+    /// Limitation: on S3, objects over 8 MiB go up in parts, and S3 cannot
     /// make a multipart upload conditional; the key is checked just before,
     /// which leaves a small window for a concurrent writer of the same key.
     pub async fn publish_file(&self, key: &str, file: &Path) -> Result<()> {
@@ -438,6 +454,16 @@ mod tests {
             }]
         );
         assert_eq!(archive.exists("extracts/nope").await.unwrap(), None);
+    }
+
+    #[test]
+    fn readers_refuse_a_missing_local_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo");
+        let err = Archive::open_existing(missing.to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("no such folder"), "{err}");
+        assert!(!missing.exists());
+        assert!(Archive::open_existing(dir.path().to_str().unwrap()).is_ok());
     }
 
     #[test]

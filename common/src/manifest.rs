@@ -1,12 +1,15 @@
 //! The manifest: the list of every archived extract with its checksum, kept
 //! in the archive under `manifest/`.
 //!
-//! Layout: one JSON Lines segment per fetch run,
-//! `manifest/{run start YYYYMMDDTHHMMSSZ}-{run id}.jsonl`. A run rewrites only
-//! its own segment, atomically, after each extract it archives, so a crash
-//! loses at most the record of the extract being published (which the next
-//! run adopts after re-hashing it) and two runs never write the same object.
-//! Reading the manifest costs one listing and one read per run segment.
+//! Layout: JSON Lines segments written by fetch runs,
+//! `manifest/{run start YYYYMMDDTHHMMSSZ}-{run id}-{sequence}.jsonl`. A run
+//! rewrites only its own current segment, atomically, after each extract it
+//! archives, so a crash loses at most the record of the extract being
+//! published (which the next run adopts after re-hashing it) and two runs
+//! never write the same object. A segment holds at most
+//! [`SEGMENT_RECORDS`] records, which bounds the cost of each rewrite; a
+//! nightly run writes one segment. Reading the manifest costs one listing and
+//! one read per segment.
 //!
 //! Each line is one JSON object with a `record` field: `extract` (an archived
 //! extract) or `gap` (differentials the API no longer offers were missed).
@@ -23,6 +26,9 @@ use crate::extract::{ExtractId, ExtractKind};
 
 /// Folder of the manifest segments in the archive.
 pub const MANIFEST_PREFIX: &str = "manifest";
+
+/// Records per segment before a run starts its next one.
+pub const SEGMENT_RECORDS: usize = 100;
 
 /// Errors reading or writing the manifest.
 #[derive(Debug, Error)]
@@ -178,44 +184,54 @@ pub fn parse_segment(segment: &str, data: &[u8]) -> Result<Vec<Entry>, ManifestE
     Ok(out)
 }
 
-/// Appends records to the segment of one run.
+/// Appends records to the segments of one run.
 #[derive(Debug)]
 pub struct ManifestWriter {
     archive: Archive,
-    key: String,
+    stem: String,
+    sequence: u32,
+    records: usize,
     text: String,
 }
 
 impl ManifestWriter {
     /// A writer for a new run started at `started`; `run_id` makes the
-    /// segment name unique among runs started in the same second.
+    /// segment names unique among runs started in the same second.
     pub fn new(archive: Archive, started: DateTime<Utc>, run_id: &str) -> Self {
-        let key = format!(
-            "{MANIFEST_PREFIX}/{}-{run_id}.jsonl",
+        let stem = format!(
+            "{MANIFEST_PREFIX}/{}-{run_id}",
             started.format("%Y%m%dT%H%M%SZ")
         );
         ManifestWriter {
             archive,
-            key,
+            stem,
+            sequence: 0,
+            records: 0,
             text: String::new(),
         }
     }
 
-    /// Key of this run's segment.
-    pub fn key(&self) -> &str {
-        &self.key
+    /// Key of the segment the next record goes to.
+    pub fn key(&self) -> String {
+        format!("{}-{:04}.jsonl", self.stem, self.sequence)
     }
 
-    /// Adds a record and rewrites the segment with it, atomically.
+    /// Adds a record and rewrites the current segment with it, atomically.
     pub async fn append(&mut self, entry: &Entry) -> Result<(), ManifestError> {
+        if self.records == SEGMENT_RECORDS {
+            self.sequence += 1;
+            self.records = 0;
+            self.text.clear();
+        }
         let line = serde_json::to_string(entry).expect("manifest records serialize");
         let mut text = self.text.clone();
         text.push_str(&line);
         text.push('\n');
         self.archive
-            .put_overwrite(&self.key, Bytes::from(text.clone()))
+            .put_overwrite(&self.key(), Bytes::from(text.clone()))
             .await?;
         self.text = text;
+        self.records += 1;
         Ok(())
     }
 }
@@ -266,6 +282,24 @@ mod tests {
         let m = Manifest::read(&archive).await.unwrap();
         assert_eq!(m.extracts.len(), 2);
         assert!(m.extracts[0].queued < m.extracts[1].queued);
+    }
+
+    #[tokio::test]
+    async fn a_long_run_rolls_over_to_new_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path().to_str().unwrap()).unwrap();
+        let t = parse_api_time("2026-01-02T00:00:00Z").unwrap();
+        let mut writer = ManifestWriter::new(archive.clone(), t, "r");
+        let start = parse_api_time("2026-01-01T00:00:00Z").unwrap();
+        for i in 0..(SEGMENT_RECORDS as i64 + 5) {
+            let mut r = record("2026-01-01T00:00:00Z");
+            r.queued = start + chrono::Duration::minutes(i);
+            writer.append(&Entry::Extract(r)).await.unwrap();
+        }
+        let segments = archive.list(MANIFEST_PREFIX).await.unwrap();
+        assert_eq!(segments.len(), 2);
+        let m = Manifest::read(&archive).await.unwrap();
+        assert_eq!(m.extracts.len(), SEGMENT_RECORDS + 5);
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn archive_runtime() -> Result<Runtime, LoadError> {
 
 /// Opens the archive and reads its manifest.
 pub fn read_archive(location: &str, runtime: &Runtime) -> Result<(Archive, Manifest), LoadError> {
-    let archive = Archive::open(location).map_err(|e| LoadError::Config {
+    let archive = Archive::open_existing(location).map_err(|e| LoadError::Config {
         problem: crate::error_chain(&e),
     })?;
     let manifest = runtime
