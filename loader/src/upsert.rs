@@ -45,8 +45,9 @@ pub fn apply_differential(
     let distinct: i64 = counts.get(0);
     let changed: i64 = counts.get(1);
     let duplicates = rows - distinct;
+    // The applied line carries the count; this is the decision behind it.
     if duplicates > 0 {
-        tracing::info!(
+        tracing::debug!(
             dataset = %spec.dataset,
             "{label}: {duplicates} row(s) had the key of a later row in the file; the later \
              row won"
