@@ -44,3 +44,4 @@ pub mod docs;
 pub mod fakehub;
 pub mod generator;
 pub mod harness;
+pub mod reliability;
