@@ -384,7 +384,7 @@ fn load_killed_during_copy_upsert_and_commit_then_rerun_equals_the_oracle() {
     let history = load_history(work.path());
     let scene_dir = tempfile::TempDir::new().unwrap();
     let archive = scene_dir.path().join("archive");
-    archive_in_process(&archive, &history);
+    reliability::archive_files(&archive, &history, "crash");
     let archive = archive.display().to_string();
     let db = pg::database();
     let mut monitor = db.client();
@@ -449,53 +449,4 @@ fn load_killed_during_copy_upsert_and_commit_then_rerun_equals_the_oracle() {
     );
     assert!(points >= 8, "only {points} crash points");
     eprintln!("crash points tried: {points}");
-}
-
-/// Archives `files` into a local archive as bds-fetch does (write-once
-/// objects and a manifest segment), without the hub.
-fn archive_in_process(root: &std::path::Path, files: &[ExtractFile]) {
-    use bds_common::archive::Archive;
-    use bds_common::extract::ExtractId;
-    use bds_common::manifest::{Entry, ExtractRecord, ManifestWriter};
-
-    let archive = Archive::open(root.to_str().unwrap()).unwrap();
-    let mut writer = ManifestWriter::new(archive.clone(), chrono::Utc::now(), "crash");
-    reliability::block_on(async {
-        for (i, file) in files.iter().enumerate() {
-            let table = Catalog::builtin()
-                .find(&file.dataset)
-                .unwrap()
-                .table
-                .clone();
-            let id = ExtractId {
-                schema_id: file.schema_id.clone(),
-                plugin_id: file.plugin_id.clone(),
-                kind: file.kind,
-                queued: file.queued,
-                created: file.created,
-            };
-            let key = id.archive_key(&table);
-            let spool = archive.spool_dir().unwrap().join(format!("crash-{i}"));
-            std::fs::copy(&file.path, &spool).unwrap();
-            archive.publish_file(&key, &spool).await.unwrap();
-            let record = ExtractRecord {
-                dataset: file.dataset.clone(),
-                table,
-                schema_id: file.schema_id.clone(),
-                plugin_id: file.plugin_id.clone(),
-                kind: file.kind,
-                version: Some(file.version.clone()),
-                queued: file.queued,
-                created: file.created,
-                size: file.size,
-                sha256: file.sha256.clone(),
-                key,
-                csv_entry: file.csv_entry.clone(),
-                csv_size: 0,
-                fetched_at: chrono::Utc::now(),
-                tool_version: "test".into(),
-            };
-            writer.append(&Entry::Extract(record)).await.unwrap();
-        }
-    });
 }

@@ -292,3 +292,74 @@ pub fn assert_oracle(client: &mut postgres::Client, names: &[&str], history: &[E
 pub fn sha256_of(path: &Path) -> (String, u64) {
     sha256_file(path).expect("hash a file")
 }
+
+/// Archives `files` into the local archive at `root` as bds-fetch does
+/// (write-once objects, then one manifest segment named after `run_id`),
+/// without the hub: for loader tests that need no fetch.
+pub fn archive_files(root: &Path, files: &[ExtractFile], run_id: &str) {
+    use bds_common::manifest::{Entry, ManifestWriter};
+
+    let archive = Archive::open(root.to_str().expect("UTF-8 path")).expect("open the archive");
+    let mut writer = ManifestWriter::new(archive.clone(), Utc::now(), run_id);
+    block_on(async {
+        for (i, file) in files.iter().enumerate() {
+            let record = record_of(file);
+            let spool = archive
+                .spool_dir()
+                .expect("spool folder")
+                .join(format!("{run_id}-{i}"));
+            std::fs::copy(&file.path, &spool).expect("copy into the spool");
+            archive
+                .publish_file(&record.key, &spool)
+                .await
+                .expect("publish an extract");
+            writer
+                .append(&Entry::Extract(record))
+                .await
+                .expect("append to the manifest");
+        }
+    });
+}
+
+/// The manifest record bds-fetch would write for `file`.
+pub fn record_of(file: &ExtractFile) -> bds_common::manifest::ExtractRecord {
+    let table = Catalog::builtin().find(&file.dataset).map_or_else(
+        || bds_common::catalog::table_name(&file.dataset),
+        |d| d.table.clone(),
+    );
+    let id = bds_common::extract::ExtractId {
+        schema_id: file.schema_id.clone(),
+        plugin_id: file.plugin_id.clone(),
+        kind: file.kind,
+        queued: file.queued,
+        created: file.created,
+    };
+    bds_common::manifest::ExtractRecord {
+        key: id.archive_key(&table),
+        dataset: file.dataset.clone(),
+        table,
+        schema_id: file.schema_id.clone(),
+        plugin_id: file.plugin_id.clone(),
+        kind: file.kind,
+        version: Some(file.version.clone()),
+        queued: file.queued,
+        created: file.created,
+        size: file.size,
+        sha256: file.sha256.clone(),
+        csv_entry: file.csv_entry.clone(),
+        csv_size: 0,
+        fetched_at: Utc::now(),
+        tool_version: "test".into(),
+    }
+}
+
+/// Writes a zip holding one deflated entry `name` with `data`.
+pub fn write_zip(path: &Path, name: &str, data: &[u8]) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).expect("create a zip");
+    let mut zip = zip::ZipWriter::new(file);
+    zip.start_file(name, zip::write::SimpleFileOptions::default())
+        .expect("start a zip entry");
+    zip.write_all(data).expect("write a zip entry");
+    zip.finish().expect("finish a zip");
+}
