@@ -16,8 +16,8 @@ use bds_common::extract::ExtractKind;
 use bds_tests::ExtractFile;
 use bds_tests::generator::{self, Options};
 use bds_tests::harness::pg;
-use bds_tests::reliability::{self, archive_files, load_command, now, write_zip};
-use chrono::{DateTime, Duration as Days, Utc};
+use bds_tests::reliability::{self, archive_files, load_command, now};
+use chrono::Duration as Days;
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -158,9 +158,8 @@ fn random_users_history(dir: &Path, seed: u64, extracts: usize, keys: u64) -> Ve
                 false => ExtractKind::Differential,
             };
             let queued = start + Days::days(day as i64) + Days::hours(3);
-            let created = queued + Days::seconds(rng.i64(20..90));
             let csv = random_csv(&mut rng, kind, keys);
-            users_extract(dir, kind, queued, created, &csv)
+            reliability::hand_extract(dir, "Users", kind, queued, "Users.csv", &csv)
         })
         .collect()
 }
@@ -229,38 +228,4 @@ fn text(rng: &mut fastrand::Rng) -> String {
         .map(|_| pieces[rng.usize(..pieces.len())])
         .collect();
     format!("\"{}\"", body.replace('"', "\"\""))
-}
-
-fn users_extract(
-    dir: &Path,
-    kind: ExtractKind,
-    queued: DateTime<Utc>,
-    created: DateTime<Utc>,
-    csv: &[u8],
-) -> ExtractFile {
-    let users = dataset("Users");
-    let path = dir.join(format!(
-        "users_{}_{}.zip",
-        kind.as_str(),
-        queued.timestamp()
-    ));
-    write_zip(&path, "Users.csv", csv);
-    let (sha256, size) = reliability::sha256_of(&path);
-    let plugin = match kind {
-        ExtractKind::Full => users.full_plugin.clone(),
-        ExtractKind::Differential => users.differential_plugin.clone(),
-    };
-    ExtractFile {
-        dataset: users.name.clone(),
-        schema_id: users.schema_id.clone().unwrap(),
-        plugin_id: plugin.unwrap(),
-        kind,
-        queued,
-        created,
-        version: "9.10".into(),
-        path,
-        size,
-        sha256,
-        csv_entry: "Users.csv".into(),
-    }
 }

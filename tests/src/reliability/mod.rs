@@ -363,3 +363,47 @@ pub fn write_zip(path: &Path, name: &str, data: &[u8]) {
     zip.write_all(data).expect("write a zip entry");
     zip.finish().expect("finish a zip");
 }
+
+/// A hand-made extract of the catalog data set `name`: a zip at
+/// `dir/{name}_{kind}_{queued}.zip` holding `csv` as entry `entry`.
+pub fn hand_extract(
+    dir: &Path,
+    name: &str,
+    kind: bds_common::extract::ExtractKind,
+    queued: DateTime<Utc>,
+    entry: &str,
+    csv: &[u8],
+) -> ExtractFile {
+    use bds_common::extract::ExtractKind;
+
+    let dataset = Catalog::builtin()
+        .find(name)
+        .unwrap_or_else(|| panic!("{name} is in the catalog"));
+    std::fs::create_dir_all(dir).expect("create the zip folder");
+    let path = dir.join(format!(
+        "{}_{}_{}.zip",
+        dataset.table,
+        kind.as_str(),
+        queued.timestamp()
+    ));
+    write_zip(&path, entry, csv);
+    let (sha256, size) = sha256_of(&path);
+    let plugin = match kind {
+        ExtractKind::Full => dataset.full_plugin.clone(),
+        ExtractKind::Differential => dataset.differential_plugin.clone(),
+    };
+    ExtractFile {
+        dataset: dataset.name.clone(),
+        schema_id: dataset.schema_id.clone().expect("a schema id"),
+        plugin_id: plugin.expect("a plugin id"),
+        kind,
+        queued,
+        // Like D2L: created a minute after queued.
+        created: queued + chrono::Duration::seconds(61),
+        version: "9.10".into(),
+        path,
+        size,
+        sha256,
+        csv_entry: entry.to_string(),
+    }
+}
