@@ -102,7 +102,7 @@ fn a_zip_bomb_is_refused_by_ratio_and_by_size() {
     let root = tempfile::tempdir().unwrap();
     let db = pg::database();
     let before = baseline(work.path(), root.path(), &db);
-    let output = load(root.path(), &db, &[bomb.clone()], "bomb");
+    let output = load(root.path(), &db, std::slice::from_ref(&bomb), "bomb");
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("over the limit"),
