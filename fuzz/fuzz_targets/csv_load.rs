@@ -67,9 +67,10 @@ fuzz_target!(|data: &[u8]| {
 fn stored_zip(csv: &[u8]) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("a temp file");
     let mut zip = zip::ZipWriter::new(file.reopen().expect("reopen"));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("Users.csv", options).expect("start the entry");
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("Users.csv", options)
+        .expect("start the entry");
     zip.write_all(csv).expect("write the entry");
     zip.finish().expect("finish the zip");
     file
