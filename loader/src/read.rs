@@ -6,6 +6,7 @@
 //! spooled to a temporary file first, because the zip format needs random
 //! access. Either way nothing is applied before the hash matches.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -229,10 +230,13 @@ pub struct ColumnMatch {
     pub missing: Vec<String>,
 }
 
+/// Most columns a PostgreSQL table can have.
+const MAX_TABLE_COLUMNS: usize = 1600;
+
 /// Matches `header` to the table's `columns` (empty when the table does not
 /// exist yet) case-insensitively. A key column missing from the header, two
-/// headers for one column or a column type bds-load cannot write fail the
-/// extract.
+/// headers for one column, more headers than a table can hold or a column
+/// type bds-load cannot write fail the extract.
 pub fn match_columns(
     header: &[String],
     table_columns: &[ColumnDef],
@@ -243,7 +247,16 @@ pub fn match_columns(
         extract: label.clone(),
         problem,
     };
+    // PostgreSQL's own limit; checked first so a hostile header of a
+    // million names fails at once instead of after a million warnings.
+    if header.len() > MAX_TABLE_COLUMNS {
+        return Err(fail(format!(
+            "the header has {} columns, but a table holds at most {MAX_TABLE_COLUMNS} columns",
+            header.len()
+        )));
+    }
     let mut matched = ColumnMatch::default();
+    let mut loaded: HashSet<String> = HashSet::with_capacity(header.len());
     for (index, name) in header.iter().enumerate() {
         let wanted = spec.column_for_header(name);
         let existing = table_columns
@@ -256,7 +269,7 @@ pub fn match_columns(
                 wanted
             }
         };
-        if matched.load.iter().any(|c| c.column == target.name) {
+        if !loaded.insert(target.name.clone()) {
             return Err(fail(format!(
                 "two header columns load into column {} (second: {name:?})",
                 target.name
@@ -277,14 +290,10 @@ pub fn match_columns(
     }
     matched.missing = table_columns
         .iter()
-        .filter(|c| !matched.load.iter().any(|l| l.column == c.name))
+        .filter(|c| !loaded.contains(&c.name))
         .map(|c| c.name.clone())
         .collect();
-    if let Some(key) = spec
-        .key
-        .iter()
-        .find(|k| !matched.load.iter().any(|l| &&l.column == k))
-    {
+    if let Some(key) = spec.key.iter().find(|k| !loaded.contains(k.as_str())) {
         return Err(fail(format!(
             "key column {key} is missing from the header ({})",
             header.join(",")
