@@ -92,6 +92,9 @@ pub struct DatasetPlan {
     /// Gaps in the differentials after the baseline, and gaps the fetcher
     /// recorded.
     pub gaps: Vec<String>,
+    /// Why the data set cannot be brought to the requested state: it fails,
+    /// and its table is left as it is.
+    pub refused: Option<String>,
 }
 
 /// Plans one data set. `extracts` are the data set's archived extracts in
@@ -115,6 +118,17 @@ pub fn plan_dataset(
         .copied();
 
     let mut plan = DatasetPlan::default();
+    // The archive cannot show the table as it was before its oldest full:
+    // keeping today's rows would silently answer for another date.
+    let any_full = extracts.iter().any(|r| r.kind == ExtractKind::Full);
+    if let (Some(t), None, true) = (options.as_of, target_full, any_full) {
+        plan.refused = Some(format!(
+            "no full extract created at or before {}: the archive cannot show the table \
+             as it was then (the table is left as it is)",
+            time(t)
+        ));
+        return plan;
+    }
     let reload = reload_reason(&eligible, target_full, ledger, options);
     let base_created = match (&reload, target_full, &ledger.baseline) {
         (Some(_), Some(full), _) => full.created,
@@ -373,6 +387,22 @@ mod tests {
         };
         let plan = plan_dataset(&history(), &[], &ledger, true, Default::default());
         assert_eq!(keys(&plan), ["Full08", "Differential09", "Differential10"]);
+    }
+
+    #[test]
+    fn as_of_before_the_oldest_full_is_refused() {
+        let extracts = vec![full(3), differential(4)];
+        let options = PlanOptions {
+            as_of: Some(full(3).created - Duration::days(1)),
+            ..PlanOptions::default()
+        };
+        let plan = plan_dataset(&extracts, &[], &LedgerState::default(), true, options);
+        assert!(plan.steps.is_empty());
+        assert!(
+            plan.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("no full extract"))
+        );
     }
 
     #[test]

@@ -258,10 +258,11 @@ fn print_plans(work: &[DatasetWork], plans: &[DatasetPlan]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for (w, plan) in work.iter().zip(plans) {
-        let what = match &plan.reload_reason {
-            Some(reason) => format!("reload from a full ({reason})"),
-            None if plan.steps.is_empty() => "up to date".into(),
-            None => "apply new differentials".into(),
+        let what = match (&plan.refused, &plan.reload_reason) {
+            (Some(refused), _) => format!("fails: {refused}"),
+            (None, Some(reason)) => format!("reload from a full ({reason})"),
+            (None, None) if plan.steps.is_empty() => "up to date".into(),
+            (None, None) => "apply new differentials".into(),
         };
         let _ = writeln!(out, "{} ({}): {what}", w.spec.dataset, w.spec.table);
         for step in &plan.steps {
@@ -327,10 +328,14 @@ fn load_dataset(
     work: &DatasetWork,
     plan: &DatasetPlan,
 ) -> (usize, Option<String>) {
+    let dataset = &work.spec.dataset;
+    if let Some(refused) = &plan.refused {
+        tracing::error!(dataset = %dataset, "{dataset}: {refused}");
+        return (0, Some(refused.clone()));
+    }
     if plan.steps.is_empty() {
         return (0, None);
     }
-    let dataset = &work.spec.dataset;
     let mut client = match database.connect() {
         Ok(client) => client,
         Err(e) => {

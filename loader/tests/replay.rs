@@ -134,6 +134,13 @@ fn as_of_gives_the_state_at_that_date_and_back() {
         assert_exit(&load(&archive, db.url(), &args), 0);
         check(&mut client, parsed);
     }
+
+    // Before the oldest full the archive cannot tell: each data set fails
+    // and keeps what it has, rather than answering for another date.
+    let output = load(&archive, db.url(), &["--as-of", "2020-01-01"]);
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains("no full extract created at or before 2020-01-01"));
+    check(&mut client, Some("2026-11-21T00:00:00Z".parse().unwrap()));
 }
 
 #[test]
