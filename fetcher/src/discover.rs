@@ -179,13 +179,20 @@ pub async fn discover(
     concurrency: usize,
 ) -> Result<Discovery, ApiError> {
     let schemas = list_datasets(api).await?;
+    // A --dataset the site does not offer (a typo in a nightly config, say)
+    // fails the run rather than quietly fetching nothing.
+    let mut unknown = Vec::new();
     for wanted in &filter.datasets {
         let one = Filter {
             datasets: vec![wanted.clone()],
             ..Filter::default()
         };
         if !schemas.iter().any(|s| one.selects(s)) {
-            tracing::warn!(dataset = %wanted, "the site offers no such data set");
+            tracing::error!(dataset = %wanted, "the site offers no such data set");
+            unknown.push((
+                wanted.clone(),
+                "the site offers no such data set".to_string(),
+            ));
         }
     }
 
@@ -219,7 +226,10 @@ pub async fn discover(
         .collect()
         .await;
 
-    let mut discovery = Discovery::default();
+    let mut discovery = Discovery {
+        failures: unknown,
+        ..Discovery::default()
+    };
     let mut seen = HashSet::new();
     for (schema, kind, result) in results {
         match result {

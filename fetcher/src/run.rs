@@ -150,7 +150,11 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Outcome> {
             summary.add(ExtractLine::new(offer, Status::Planned));
         }
         emit(&summary, &settings, started);
-        return Ok(Outcome::Done);
+        return Ok(if summary.has_failures() {
+            Outcome::Failures
+        } else {
+            Outcome::Done
+        });
     }
 
     let total_bytes = plan.fetch.iter().filter_map(|o| o.download_size).sum();

@@ -617,6 +617,19 @@ fn a_dry_run_prints_the_plan_and_downloads_nothing() {
 }
 
 #[test]
+fn a_dataset_the_site_does_not_offer_fails_the_run() {
+    let setup = Setup::local(HubConfig::default());
+    let output = setup.run(&["--dry-run", "--dataset", "Userz", "--dataset", "users"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("the site offers no such data set"));
+    assert!(
+        stdout(&output)
+            .lines()
+            .any(|l| l.starts_with("fetch extracts/users/"))
+    );
+}
+
+#[test]
 fn since_leaves_out_older_extracts() {
     let setup = Setup::local(HubConfig::default());
     let since = time(NOW) - chrono::Duration::days(3);
