@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Formats bench/run's measurements (results.tsv) as the Markdown table of
 BENCHMARKS.md, with throughput ratios against each section's reference and
-the verdict on the load and fetch targets of issues 3 and 5.
+the verdict on the load and fetch targets.
 
 Usage: report.py RESULTS.tsv MACHINE QUIETNESS COMMAND MODE
 """
@@ -147,7 +147,7 @@ def main():
         "",
     ]
     lines += table(sections)
-    lines += ["", "Targets (issues 3 and 5):", ""]
+    lines += ["", "Targets:", ""]
     lines += targets(sections)
     print("\n".join(lines))
 

@@ -1,4 +1,4 @@
-//! Acceptance tests of bds-fetch (issue 3): the real binary against the
+//! Acceptance tests of bds-fetch: the real binary against the
 //! in-process fake Data Hub, archiving into a local folder and into an S3
 //! bucket on moto.
 

@@ -1,7 +1,7 @@
 //! A rough, hand-run throughput check: bds-load's full load and differential
 //! apply of a generated benchmark history, next to `psql \copy (FORMAT csv)`
 //! of the same CSV into the same table. Prints the figures; asserts only that
-//! everything ran. The benchmark script (issue 8) does this properly.
+//! everything ran. `bench/run` does this properly.
 //!
 //! ```text
 //! BDS_BENCH_ROWS=1000000 cargo test -p bds-load --release --test throughput -- --ignored --nocapture

@@ -1,4 +1,4 @@
-//! The crash matrix (issue 7): `bds-fetch` and `bds-load` killed with
+//! The crash matrix: `bds-fetch` and `bds-load` killed with
 //! SIGKILL at chosen points and in a sweep of increasing delays, then rerun.
 //! After every kill the archive holds no partial object and the manifest
 //! points only at whole ones, the token file holds a token the hub accepts,

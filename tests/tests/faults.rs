@@ -1,4 +1,4 @@
-//! The fault matrix (issue 7): every fault mode of the fake Data Hub alone,
+//! The fault matrix: every fault mode of the fake Data Hub alone,
 //! on every route class and on one extract, then mixed at random; and the
 //! S3 server failing writes, refusing the manifest, disappearing mid-run or
 //! never there. A run ends with a complete, correct archive, or with

@@ -1,4 +1,4 @@
-//! Hostile input (issue 7): zip bombs, entry names that are paths, CSV
+//! Hostile input: zip bombs, entry names that are paths, CSV
 //! headers that try SQL injection, an enormous field, a very wide header,
 //! bytes that are not text, a manifest edited to point at another object,
 //! and secret files readable by others. Each is refused clearly or handled

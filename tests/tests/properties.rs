@@ -1,4 +1,4 @@
-//! Property tests (issue 7): random extract histories, archived in random
+//! Property tests: random extract histories, archived in random
 //! batches and replayed by the real `bds-load` with random crashes
 //! (SIGKILL at a random delay) between its runs, must leave every table
 //! equal to the oracle.

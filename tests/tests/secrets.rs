@@ -1,4 +1,4 @@
-//! Secrets (issue 7): the tools run with known secret values (client
+//! Secrets: the tools run with known secret values (client
 //! secret, refresh and access tokens issued by the fake hub, signed-URL
 //! signatures, S3 secret key, database password) and no log line at `-q`,
 //! default, `-v` or `-vv`, no error message, no `--help`, no `Debug` output,
