@@ -8,7 +8,8 @@
 //! // give db.url() to a spawned `bds-load --database-url ...`
 //! ```
 //!
-//! The cluster (initdb, trust authentication, UTF8, locale C, fsync off)
+//! The cluster (initdb, trust authentication, UTF8, locale C, fsync off,
+//! TLS on with a throwaway CA: see [`ca_file`])
 //! listens on a free loopback port and on a unix socket in its temp folder.
 //! It is stopped (immediate mode) and its folder removed by a watchdog once
 //! the test process has ended. When `BDS_TEST_DATABASE_URL` is set, databases
@@ -246,7 +247,11 @@ fn start_cluster() -> Server {
     ]);
     run(init, "initdb");
 
-    let settings = format!("{SETTINGS}unix_socket_directories = '{}'\n", dir.display());
+    let tls = make_certificates(&dir, &data, &owner);
+    let settings = format!(
+        "{SETTINGS}unix_socket_directories = '{}'\n{tls}",
+        dir.display()
+    );
     append(&data.join("postgresql.conf"), &settings);
 
     let log = dir.join("server.log");
@@ -261,6 +266,50 @@ fn start_cluster() -> Server {
     }
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     panic!("PostgreSQL did not start (5 attempts); server log:\n{log_text}");
+}
+
+/// The CA certificate the throwaway cluster's TLS certificate chains to, for
+/// tests of certificate verification; `None` with an external server.
+pub fn ca_file() -> Option<PathBuf> {
+    match server() {
+        Server::Cluster { .. } => Some(cluster_dir().join("ca.crt")),
+        Server::External { .. } => None,
+    }
+}
+
+fn cluster_dir() -> &'static PathBuf {
+    CLUSTER_DIR.get().expect("the cluster is started")
+}
+
+static CLUSTER_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes a test CA and a server certificate for `localhost` and 127.0.0.1
+/// (ECDSA P-256, two days) with the openssl program, and returns the
+/// settings that turn TLS on. The server still accepts plain connections.
+fn make_certificates(dir: &Path, data: &Path, owner: &ClusterOwner) -> String {
+    let _ = CLUSTER_DIR.set(dir.to_path_buf());
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+           -keyout ca.key -out ca.crt -days 2 -subj '/CN=bds test CA' 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+           -keyout server.key -out server.csr -subj '/CN=localhost' 2>/dev/null; \
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > server.ext; \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+           -out server.crt -days 2 -extfile server.ext 2>/dev/null; \
+         mv server.crt server.key {data}/; chmod 600 {data}/server.key",
+        dir = shell_quote(&dir.display().to_string()),
+        data = shell_quote(&data.display().to_string()),
+    );
+    let status = Command::new("sh").arg("-c").arg(&script).status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "could not make the test TLS certificates: install the `openssl` Debian package"
+    );
+    for file in ["server.crt", "server.key"] {
+        owner.give(&data.join(file));
+    }
+    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_string()
 }
 
 /// Shell commands that stop the cluster in immediate mode (SIGQUIT to the
