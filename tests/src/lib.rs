@@ -45,3 +45,50 @@ pub mod fakehub;
 pub mod generator;
 pub mod harness;
 pub mod reliability;
+
+impl ExtractFile {
+    /// The extract's identity.
+    pub fn id(&self) -> bds_common::extract::ExtractId {
+        bds_common::extract::ExtractId {
+            schema_id: self.schema_id.clone(),
+            plugin_id: self.plugin_id.clone(),
+            kind: self.kind,
+            queued: self.queued,
+            created: self.created,
+        }
+    }
+
+    /// The table its data set loads into: the catalog's, else the naming
+    /// rule for unknown data sets.
+    pub fn table(&self) -> String {
+        bds_common::catalog::Catalog::builtin()
+            .find(&self.dataset)
+            .map_or_else(
+                || bds_common::catalog::table_name(&self.dataset),
+                |d| d.table.clone(),
+            )
+    }
+
+    /// The manifest record bds-fetch writes for this extract once archived,
+    /// with the given CSV size (0 when the caller does not need it).
+    pub fn record(&self, csv_size: u64) -> bds_common::manifest::ExtractRecord {
+        let table = self.table();
+        bds_common::manifest::ExtractRecord {
+            key: self.id().archive_key(&table),
+            dataset: self.dataset.clone(),
+            table,
+            schema_id: self.schema_id.clone(),
+            plugin_id: self.plugin_id.clone(),
+            kind: self.kind,
+            version: Some(self.version.clone()),
+            queued: self.queued,
+            created: self.created,
+            size: self.size,
+            sha256: self.sha256.clone(),
+            csv_entry: self.csv_entry.clone(),
+            csv_size,
+            fetched_at: Utc::now(),
+            tool_version: "test".into(),
+        }
+    }
+}

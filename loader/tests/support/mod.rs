@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bds_common::archive::Archive;
-use bds_common::catalog::{Catalog, Dataset, table_name};
-use bds_common::extract::{ExtractId, ExtractKind};
+use bds_common::catalog::{Catalog, Dataset};
+use bds_common::extract::ExtractKind;
 use bds_common::manifest::{Entry, ExtractRecord};
 use bds_tests::ExtractFile;
 use bds_tests::generator::{self, ExpectedTable, Options};
@@ -67,44 +67,20 @@ impl TestArchive {
     }
 
     fn publish(&self, file: &ExtractFile, zip: &[u8]) -> ExtractRecord {
-        let table = Catalog::builtin()
-            .find(&file.dataset)
-            .map_or_else(|| table_name(&file.dataset), |d| d.table.clone());
-        let id = ExtractId {
-            schema_id: file.schema_id.clone(),
-            plugin_id: file.plugin_id.clone(),
-            kind: file.kind,
-            queued: file.queued,
-            created: file.created,
-        };
-        let key = id.archive_key(&table);
         let spool = self
             .archive
             .spool_dir()
             .unwrap()
             .join(format!("t{}", fastrand_name()));
         std::fs::write(&spool, zip).unwrap();
+        let mut record = file.record(0);
         self.runtime
-            .block_on(self.archive.publish_file(&key, &spool))
+            .block_on(self.archive.publish_file(&record.key, &spool))
             .unwrap();
-        let (sha256, size) = bds_common::hash::sha256_file(&self.root().join(&key)).unwrap();
-        ExtractRecord {
-            dataset: file.dataset.clone(),
-            table,
-            schema_id: file.schema_id.clone(),
-            plugin_id: file.plugin_id.clone(),
-            kind: file.kind,
-            version: Some(file.version.clone()),
-            queued: file.queued,
-            created: file.created,
-            size,
-            sha256,
-            key,
-            csv_entry: file.csv_entry.clone(),
-            csv_size: 0,
-            fetched_at: Utc::now(),
-            tool_version: "test".into(),
-        }
+        // The zip may be made by hand: describe what was archived.
+        (record.sha256, record.size) =
+            bds_common::hash::sha256_file(&self.root().join(&record.key)).unwrap();
+        record
     }
 
     /// Writes one manifest segment holding `records`.

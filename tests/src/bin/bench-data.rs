@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bds_common::archive::Archive;
 use bds_common::catalog::{Catalog, Dataset};
-use bds_common::extract::{ExtractId, ExtractKind};
+use bds_common::extract::ExtractKind;
 use bds_common::manifest::{Entry, ExtractRecord, ManifestWriter};
 use bds_common::verify::{Limits, inspect_zip, verify_zip};
 use bds_tests::ExtractFile;
@@ -240,46 +240,19 @@ fn file_into_archive(
 }
 
 async fn publish(archive: &Archive, file: &ExtractFile) -> Result<ExtractRecord> {
-    let table = Catalog::builtin().find(&file.dataset).map_or_else(
-        || bds_common::catalog::table_name(&file.dataset),
-        |d| d.table.clone(),
-    );
-    let id = ExtractId {
-        schema_id: file.schema_id.clone(),
-        plugin_id: file.plugin_id.clone(),
-        kind: file.kind,
-        queued: file.queued,
-        created: file.created,
-    };
-    let key = id.archive_key(&table);
+    let (_, summary) = inspect_zip(&file.path, Limits::default())
+        .with_context(|| format!("{} is not a valid extract", file.path.display()))?;
+    let record = file.record(summary.uncompressed_size);
     let spool = archive
         .spool_dir()?
         .join(format!("bench-{}", fastrand::u64(..)));
     std::fs::hard_link(&file.path, &spool)
         .with_context(|| format!("cannot link {} into the archive", file.path.display()))?;
     archive
-        .publish_file(&key, &spool)
+        .publish_file(&record.key, &spool)
         .await
-        .with_context(|| format!("cannot publish {key}"))?;
-    let (_, summary) = inspect_zip(&file.path, Limits::default())
-        .with_context(|| format!("{} is not a valid extract", file.path.display()))?;
-    Ok(ExtractRecord {
-        dataset: file.dataset.clone(),
-        table,
-        schema_id: file.schema_id.clone(),
-        plugin_id: file.plugin_id.clone(),
-        kind: file.kind,
-        version: Some(file.version.clone()),
-        queued: file.queued,
-        created: file.created,
-        size: file.size,
-        sha256: file.sha256.clone(),
-        key,
-        csv_entry: file.csv_entry.clone(),
-        csv_size: summary.uncompressed_size,
-        fetched_at: Utc::now(),
-        tool_version: "bench".into(),
-    })
+        .with_context(|| format!("cannot publish {}", record.key))?;
+    Ok(record)
 }
 
 /// A stored zip is as large on the wire as the CSV, so a 2 GiB download is

@@ -323,34 +323,7 @@ pub fn archive_files(root: &Path, files: &[ExtractFile], run_id: &str) {
 
 /// The manifest record bds-fetch would write for `file`.
 pub fn record_of(file: &ExtractFile) -> bds_common::manifest::ExtractRecord {
-    let table = Catalog::builtin().find(&file.dataset).map_or_else(
-        || bds_common::catalog::table_name(&file.dataset),
-        |d| d.table.clone(),
-    );
-    let id = bds_common::extract::ExtractId {
-        schema_id: file.schema_id.clone(),
-        plugin_id: file.plugin_id.clone(),
-        kind: file.kind,
-        queued: file.queued,
-        created: file.created,
-    };
-    bds_common::manifest::ExtractRecord {
-        key: id.archive_key(&table),
-        dataset: file.dataset.clone(),
-        table,
-        schema_id: file.schema_id.clone(),
-        plugin_id: file.plugin_id.clone(),
-        kind: file.kind,
-        version: Some(file.version.clone()),
-        queued: file.queued,
-        created: file.created,
-        size: file.size,
-        sha256: file.sha256.clone(),
-        csv_entry: file.csv_entry.clone(),
-        csv_size: 0,
-        fetched_at: Utc::now(),
-        tool_version: "test".into(),
-    }
+    file.record(0)
 }
 
 /// Writes a zip holding one deflated entry `name` with `data`.
