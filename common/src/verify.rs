@@ -198,6 +198,303 @@ pub fn verify_zip(path: &Path, limits: Limits) -> Result<ZipSummary, VerifyError
     Ok(summary)
 }
 
+/// What [`StreamCheck`] saw of a zip's first entry while the zip arrived:
+/// where its data starts, how it is compressed, and the CRC and size of
+/// what it inflates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamedEntry {
+    /// Offset of the entry's data in the file.
+    pub data_start: u64,
+    /// Compression method (0 stored, 8 deflated).
+    pub method: u16,
+    /// Bytes of entry data consumed.
+    pub compressed: u64,
+    /// Bytes the data inflated to.
+    pub uncompressed: u64,
+    /// CRC-32 of the inflated bytes.
+    pub crc32: u32,
+}
+
+/// Checks a zip's first entry while its bytes arrive, so that a download
+/// needs no second pass over the file: feed it every byte in order with
+/// [`StreamCheck::update`], then hand [`StreamCheck::finish`] to
+/// [`verify_zip_streamed`].
+///
+/// It only ever proves an entry good. Whatever it cannot follow (a stored
+/// entry whose size comes after its data, encryption, another method, a
+/// deflate error, output past the cap) makes it give up, and the caller
+/// falls back to the full check, which then reports what is wrong.
+#[derive(Debug)]
+pub struct StreamCheck {
+    state: Stream,
+    header: Vec<u8>,
+    crc: crc32fast::Hasher,
+    consumed: u64,
+    produced: u64,
+    cap: u64,
+    out: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Stream {
+    Header,
+    Stored {
+        data_start: u64,
+        remaining: u64,
+    },
+    Deflated {
+        data_start: u64,
+        inflater: Box<flate2::Decompress>,
+    },
+    Done(StreamedEntry),
+    GaveUp,
+}
+
+/// Local file header: signature, fixed fields, then name and extra field.
+const LOCAL_HEADER: usize = 30;
+const LOCAL_SIGNATURE: u32 = 0x0403_4b50;
+
+impl StreamCheck {
+    /// A check for a zip of `expected_size` bytes (its Content-Length, if
+    /// known): inflating stops past what `limits` allow for that size.
+    pub fn new(limits: Limits, expected_size: Option<u64>) -> Self {
+        let by_ratio =
+            expected_size.map_or(u64::MAX, |n| n.max(1).saturating_mul(limits.max_ratio));
+        StreamCheck {
+            state: Stream::Header,
+            header: Vec::with_capacity(LOCAL_HEADER),
+            crc: crc32fast::Hasher::new(),
+            consumed: 0,
+            produced: 0,
+            cap: limits.max_uncompressed.min(by_ratio),
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds the next bytes of the zip.
+    pub fn update(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            match &mut self.state {
+                Stream::Header => {
+                    let taken = self.take_header(input);
+                    input = &input[taken..];
+                }
+                Stream::Stored {
+                    data_start,
+                    remaining,
+                } => {
+                    let n = input
+                        .len()
+                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    self.crc.update(&input[..n]);
+                    *remaining -= n as u64;
+                    self.consumed += n as u64;
+                    self.produced += n as u64;
+                    input = &input[n..];
+                    if *remaining == 0 {
+                        let data_start = *data_start;
+                        self.state = Stream::Done(self.entry(data_start, 0));
+                    }
+                }
+                Stream::Deflated { .. } => {
+                    let taken = self.inflate(input);
+                    input = &input[taken..];
+                }
+                Stream::Done(_) | Stream::GaveUp => return,
+            }
+        }
+    }
+
+    /// True once more bytes cannot change the outcome: the entry's end was
+    /// seen, or the check gave up.
+    pub fn settled(&self) -> bool {
+        matches!(self.state, Stream::Done(_) | Stream::GaveUp)
+    }
+
+    /// What was seen of the first entry, if it was followed to its end.
+    pub fn finish(self) -> Option<StreamedEntry> {
+        match self.state {
+            Stream::Done(entry) => Some(entry),
+            _ => None,
+        }
+    }
+
+    fn entry(&self, data_start: u64, method: u16) -> StreamedEntry {
+        StreamedEntry {
+            data_start,
+            method,
+            compressed: self.consumed,
+            uncompressed: self.produced,
+            crc32: self.crc.clone().finalize(),
+        }
+    }
+
+    /// Gathers the local header; once whole, moves on to the data. Returns
+    /// the bytes of `input` used.
+    fn take_header(&mut self, input: &[u8]) -> usize {
+        let field = |h: &[u8], at: usize, len: usize| -> u64 {
+            h[at..at + len]
+                .iter()
+                .rev()
+                .fold(0, |n, &b| (n << 8) | u64::from(b))
+        };
+        let wanted = if self.header.len() < LOCAL_HEADER {
+            LOCAL_HEADER
+        } else {
+            LOCAL_HEADER + field(&self.header, 26, 2) as usize + field(&self.header, 28, 2) as usize
+        };
+        let n = (wanted - self.header.len()).min(input.len());
+        self.header.extend_from_slice(&input[..n]);
+        if self.header.len() < wanted {
+            return n;
+        }
+        if wanted == LOCAL_HEADER {
+            let h = &self.header;
+            if field(h, 0, 4) != u64::from(LOCAL_SIGNATURE) {
+                self.state = Stream::GaveUp;
+            }
+            // A header without name or extra is complete already; one with
+            // them is finished on the next call.
+            if field(h, 26, 2) + field(h, 28, 2) > 0 || matches!(self.state, Stream::GaveUp) {
+                return n;
+            }
+        }
+        self.state = self.data_state();
+        self.header = Vec::new();
+        n
+    }
+
+    /// How to follow the data after a complete local header.
+    fn data_state(&self) -> Stream {
+        let h = &self.header;
+        let field = |at: usize, len: usize| -> u64 {
+            h[at..at + len]
+                .iter()
+                .rev()
+                .fold(0, |n, &b| (n << 8) | u64::from(b))
+        };
+        let flags = field(6, 2);
+        let method = field(8, 2);
+        let data_start = h.len() as u64;
+        let encrypted = flags & 1 != 0;
+        let sizes_follow = flags & 8 != 0;
+        match method {
+            _ if encrypted => Stream::GaveUp,
+            8 => Stream::Deflated {
+                data_start,
+                inflater: Box::new(flate2::Decompress::new(false)),
+            },
+            0 if !sizes_follow => match local_compressed_size(h) {
+                Some(0) => Stream::Done(StreamedEntry {
+                    data_start,
+                    method: 0,
+                    compressed: 0,
+                    uncompressed: 0,
+                    crc32: 0,
+                }),
+                Some(remaining) => Stream::Stored {
+                    data_start,
+                    remaining,
+                },
+                None => Stream::GaveUp,
+            },
+            _ => Stream::GaveUp,
+        }
+    }
+
+    /// Inflates what `input` holds; returns the bytes of it used.
+    fn inflate(&mut self, input: &[u8]) -> usize {
+        const OUT: usize = 256 << 10;
+        if self.out.is_empty() {
+            self.out = vec![0; OUT];
+        }
+        let Stream::Deflated {
+            data_start,
+            inflater,
+        } = &mut self.state
+        else {
+            return input.len();
+        };
+        let data_start = *data_start;
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let status = inflater.decompress(input, &mut self.out, flate2::FlushDecompress::None);
+        let used = (inflater.total_in() - before_in) as usize;
+        let made = (inflater.total_out() - before_out) as usize;
+        self.crc.update(&self.out[..made]);
+        self.consumed += used as u64;
+        self.produced += made as u64;
+        self.state = match status {
+            _ if self.produced > self.cap => Stream::GaveUp,
+            Ok(flate2::Status::StreamEnd) => Stream::Done(self.entry(data_start, 8)),
+            Ok(_) if used > 0 || made > 0 => return used,
+            // Neither in nor out moved: the stream is stuck.
+            Ok(_) | Err(_) => Stream::GaveUp,
+        };
+        used
+    }
+}
+
+/// The compressed size a complete local header declares, from its zip64
+/// extra field when the 32-bit field says so.
+fn local_compressed_size(header: &[u8]) -> Option<u64> {
+    let le = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b))
+    };
+    let size = le(&header[18..22]);
+    if size != 0xFFFF_FFFF {
+        return Some(size);
+    }
+    // Zip64: the extra field with id 1 holds the uncompressed, then the
+    // compressed size.
+    let name = le(&header[26..28]) as usize;
+    let mut extra = &header[LOCAL_HEADER + name..];
+    while extra.len() >= 4 {
+        let (id, len) = (le(&extra[0..2]), le(&extra[2..4]) as usize);
+        let body = extra.get(4..4 + len)?;
+        if id == 1 {
+            return body.get(8..16).map(le);
+        }
+        extra = &extra[4 + len..];
+    }
+    None
+}
+
+/// [`verify_zip`], with the data check already done while the zip arrived:
+/// when `streamed` matches the entry the central directory describes
+/// (offset, method, sizes and CRC), the data is not read again. Otherwise
+/// (nothing streamed, or any difference) the full check runs and decides.
+pub fn verify_zip_streamed(
+    path: &Path,
+    limits: Limits,
+    streamed: Option<StreamedEntry>,
+) -> Result<ZipSummary, VerifyError> {
+    if let Some(streamed) = streamed {
+        let (mut archive, summary) = inspect_zip(path, limits)?;
+        let matches = archive
+            .by_index_raw(summary.entry_index)
+            .is_ok_and(|entry| {
+                !entry.encrypted()
+                    && entry.data_start() == Some(streamed.data_start)
+                    && entry.compression()
+                        == match streamed.method {
+                            0 => zip::CompressionMethod::Stored,
+                            _ => zip::CompressionMethod::Deflated,
+                        }
+                    && entry.compressed_size() == streamed.compressed
+                    && entry.size() == streamed.uncompressed
+                    && entry.crc32() == streamed.crc32
+            });
+        if matches {
+            return Ok(summary);
+        }
+        tracing::debug!(path = %path.display(), "the streamed check differs; reading the zip again");
+    }
+    verify_zip(path, limits)
+}
+
 fn check_limits(
     path: &Path,
     entry: &str,
@@ -270,6 +567,115 @@ mod tests {
             verify_zip(z.path(), Limits::default()),
             Err(VerifyError::NotAZip { .. })
         ));
+    }
+
+    fn zip_with(data: &[u8], options: SimpleFileOptions) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        w.start_file("Users.csv", options).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Feeds `zip` to a stream check in pieces of `step` bytes.
+    fn stream(zip: &[u8], step: usize, limits: Limits) -> Option<StreamedEntry> {
+        let mut check = StreamCheck::new(limits, Some(zip.len() as u64));
+        for piece in zip.chunks(step) {
+            check.update(piece);
+        }
+        check.finish()
+    }
+
+    fn rows(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("{i},user{},{}\r\n", i * 7919 % 1000, i % 3).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_streamed_entry_matches_what_the_full_check_reads() {
+        let data = rows(50_000);
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let zip64 = stored.large_file(true);
+        let deflated = SimpleFileOptions::default();
+        for (what, options) in [("stored", stored), ("zip64", zip64), ("deflated", deflated)] {
+            let bytes = zip_with(&data, options);
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let full = verify_zip(file.path(), Limits::default()).unwrap();
+            for step in [1, 7, 4096, 1 << 20] {
+                let streamed = stream(&bytes, step, Limits::default())
+                    .unwrap_or_else(|| panic!("{what}, step {step}: gave up"));
+                assert_eq!(streamed.uncompressed, data.len() as u64, "{what}");
+                assert_eq!(streamed.crc32, crc32fast::hash(&data), "{what}");
+                let summary =
+                    verify_zip_streamed(file.path(), Limits::default(), Some(streamed)).unwrap();
+                assert_eq!(summary, full, "{what}, step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_stream_cannot_follow_is_read_again() {
+        // Written to a stream: sizes come after the data, which a stored
+        // entry cannot be followed through.
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut w = zip::ZipWriter::new_stream(Vec::new());
+        w.start_file("Users.csv", stored).unwrap();
+        w.write_all(&rows(1000)).unwrap();
+        let bytes = w.finish().unwrap().into_inner();
+        assert_eq!(stream(&bytes, 100, Limits::default()), None);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        verify_zip_streamed(file.path(), Limits::default(), None).unwrap();
+
+        // Not a zip at all.
+        assert_eq!(
+            stream(b"PK\x05\x06 not a local header", 3, Limits::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_streamed_entry_that_differs_is_not_trusted() {
+        let data = rows(10_000);
+        let bytes = zip_with(&data, SimpleFileOptions::default());
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let streamed = stream(&bytes, 512, Limits::default()).unwrap();
+
+        // A flipped byte in the data: the stream sees a different CRC or a
+        // broken deflate stream, and the full check reports the corruption.
+        let mut flipped = bytes.clone();
+        flipped[200] ^= 0x20;
+        std::fs::write(file.path(), &flipped).unwrap();
+        let seen = stream(&flipped, 512, Limits::default());
+        assert_ne!(seen, Some(streamed));
+        let err = verify_zip_streamed(file.path(), Limits::default(), seen).unwrap_err();
+        assert!(matches!(err, VerifyError::Corrupt { .. }), "{err}");
+
+        // A good file with a streamed CRC that does not match it: read again, accepted.
+        std::fs::write(file.path(), &bytes).unwrap();
+        let wrong = StreamedEntry {
+            crc32: streamed.crc32 ^ 1,
+            ..streamed
+        };
+        verify_zip_streamed(file.path(), Limits::default(), Some(wrong)).unwrap();
+    }
+
+    #[test]
+    fn the_stream_stops_inflating_a_bomb() {
+        let bytes = zip_with(&vec![b'0'; 10 << 20], SimpleFileOptions::default());
+        let limits = Limits {
+            max_uncompressed: 1 << 40,
+            max_ratio: 100,
+        };
+        assert_eq!(stream(&bytes, 1 << 16, limits), None);
+        let generous = Limits {
+            max_ratio: 2000,
+            ..limits
+        };
+        assert!(stream(&bytes, 1 << 16, generous).is_some());
     }
 
     #[test]

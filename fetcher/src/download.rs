@@ -2,15 +2,18 @@
 //! the redirect to signed storage followed by hand without the token, and
 //! the body streamed to a spool file while it is hashed and counted.
 //!
-//! Memory stays flat: the body passes through a small bounded channel to a
-//! blocking writer thread that hashes and writes it.
+//! Memory stays flat: the body passes through small bounded channels to two
+//! blocking threads, one hashing and writing it, the other following the
+//! zip's entry through its CRC (so the check after the download does not
+//! read the file again).
 
-use std::io::{BufWriter, Write};
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bds_common::hash::HashingWriter;
+use bds_common::hash::Sha256Counter;
 use bds_common::redact::redact_url;
+use bds_common::verify::{Limits, StreamCheck, StreamedEntry};
 use bytes::Bytes;
 use tempfile::TempPath;
 use thiserror::Error;
@@ -108,6 +111,8 @@ pub struct Spooled {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The zip's entry as seen while it arrived, if it could be followed.
+    pub streamed: Option<StreamedEntry>,
 }
 
 /// Downloads the extract at `link` (a Brightspace download route) into a
@@ -227,6 +232,8 @@ async fn spool(
     let (file, path) = temp.into_parts();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_BATCHES);
     let writer = tokio::task::spawn_blocking(move || write_batches(file, receiver));
+    let (to_check, batches) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_BATCHES);
+    let checker = tokio::task::spawn_blocking(move || check_batches(announced, batches));
 
     let mut batch = Vec::new();
     let mut batched = 0;
@@ -238,7 +245,12 @@ async fn spool(
                 batch.push(chunk);
                 if batched >= BATCH_BYTES {
                     batched = 0;
-                    if sender.send(std::mem::take(&mut batch)).await.is_err() {
+                    let batch = std::mem::take(&mut batch);
+                    // Bytes are shared, not copied. A checker that hung up
+                    // has given up; the writer hanging up is an i/o error,
+                    // reported below.
+                    let _ = to_check.send(batch.clone()).await;
+                    if sender.send(batch).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -248,10 +260,12 @@ async fn spool(
         }
     };
     if !batch.is_empty() && received.is_ok() {
+        let _ = to_check.send(batch.clone()).await;
         let _ = sender.send(batch).await;
     }
-    drop(sender);
+    drop((sender, to_check));
     let written = writer.await.expect("the spool writer does not panic");
+    let streamed = checker.await.expect("the stream check does not panic");
     received?;
     let (sha256, size) = written.map_err(spool_error(&path))?;
 
@@ -262,22 +276,98 @@ async fn spool(
             announced,
         });
     }
-    Ok(Spooled { path, sha256, size })
+    Ok(Spooled {
+        path,
+        sha256,
+        size,
+        streamed,
+    })
+}
+
+/// Follows the zip through its entry's CRC as the batches arrive; hangs up
+/// early once it has seen the entry's end or given up.
+fn check_batches(
+    announced: Option<u64>,
+    mut receiver: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> Option<StreamedEntry> {
+    let mut check = StreamCheck::new(Limits::default(), announced);
+    while let Some(batch) = receiver.blocking_recv() {
+        for chunk in &batch {
+            check.update(chunk);
+        }
+        if check.settled() {
+            break;
+        }
+    }
+    check.finish()
 }
 
 fn write_batches(
-    file: std::fs::File,
+    mut file: std::fs::File,
     mut receiver: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
 ) -> std::io::Result<(String, u64)> {
-    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let writeback = Writeback::start(&file);
+    let mut hash = Sha256Counter::default();
+    let mut unflushed = 0;
     while let Some(batch) = receiver.blocking_recv() {
-        for chunk in batch {
-            out.write_all(&chunk)?;
+        for chunk in &batch {
+            hash.update(chunk);
+            unflushed += chunk.len() as u64;
+        }
+        // The chunks go to the file as they are, a batch per call: no copy
+        // into a buffer first.
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if unflushed >= WRITEBACK_BYTES {
+            unflushed = 0;
+            writeback.nudge();
         }
     }
-    let (buffer, sha256, size) = out.finish();
-    buffer.into_inner().map_err(|e| e.into_error())?;
-    Ok((sha256, size))
+    Ok(hash.finish())
+}
+
+/// Bytes written between two flushes to disk during a download.
+const WRITEBACK_BYTES: u64 = 64 << 20;
+
+/// Flushes the spool file to disk on its own thread while the download goes
+/// on, so that the fsync before publishing finds little left to write.
+/// Best effort: its errors are ignored, the final fsync reports them.
+struct Writeback {
+    nudges: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+impl Writeback {
+    fn start(file: &std::fs::File) -> Self {
+        let Ok(file) = file.try_clone() else {
+            return Writeback { nudges: None };
+        };
+        let (nudges, receiver) = std::sync::mpsc::sync_channel::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name("bds-writeback".into())
+            .spawn(move || {
+                while receiver.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            });
+        Writeback {
+            nudges: spawned.is_ok().then_some(nudges),
+        }
+    }
+
+    /// Asks for a flush; skipped if one is still running.
+    fn nudge(&self) {
+        if let Some(nudges) = &self.nudges {
+            let _ = nudges.try_send(());
+        }
+    }
 }
 
 fn http_error(url: &Url, error: reqwest::Error) -> DownloadError {

@@ -324,7 +324,7 @@ async fn fetch_one(
         bar.restart();
         let spooled = download(&context.api, &link, &context.spool_dir, &bar).await?;
         check_size(offer, &spooled);
-        let zip = check_download(&spooled.path).await?;
+        let zip = check_download(&spooled.path, spooled.streamed).await?;
         Ok::<_, UnitError>((spooled, zip))
     })
     .await?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bds_common::archive::{Archive, ArchiveError};
 use bds_common::manifest::{ExtractRecord, Manifest};
-use bds_common::verify::{Limits, VerifyError, ZipSummary, verify_zip};
+use bds_common::verify::{Limits, StreamedEntry, VerifyError, ZipSummary, verify_zip_streamed};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -16,11 +16,16 @@ use crate::Outcome;
 use crate::config::Settings;
 
 /// Checks a spooled extract: a readable zip with exactly one CSV whose
-/// every byte matches its CRC. Runs on the blocking pool: it inflates the
-/// whole file.
-pub async fn check_download(path: &Path) -> Result<ZipSummary, VerifyError> {
+/// every byte matches its CRC. The data was usually followed through its
+/// CRC while it arrived (`streamed`), which leaves only the central
+/// directory to read; otherwise the whole entry is inflated again. Runs on
+/// the blocking pool.
+pub async fn check_download(
+    path: &Path,
+    streamed: Option<StreamedEntry>,
+) -> Result<ZipSummary, VerifyError> {
     let path: PathBuf = path.to_path_buf();
-    tokio::task::spawn_blocking(move || verify_zip(&path, Limits::default()))
+    tokio::task::spawn_blocking(move || verify_zip_streamed(&path, Limits::default(), streamed))
         .await
         .expect("zip verification does not panic")
 }

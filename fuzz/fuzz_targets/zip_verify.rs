@@ -1,12 +1,14 @@
 //! Fuzz target: arbitrary bytes as a downloaded extract, through the checks
 //! bds-fetch and bds-load run on every zip (`inspect_zip`, `verify_zip`).
-//! They may refuse it, never panic, hang or inflate past the limits.
+//! They may refuse it, never panic, hang or inflate past the limits. The
+//! check bds-fetch runs while a download arrives (`StreamCheck`) must never
+//! let through what the full check refuses, however the bytes are split.
 
 #![no_main]
 
 use std::io::Write;
 
-use bds_common::verify::{Limits, inspect_zip, verify_zip};
+use bds_common::verify::{Limits, StreamCheck, inspect_zip, verify_zip, verify_zip_streamed};
 use libfuzzer_sys::fuzz_target;
 
 /// Small limits, so a bomb the checks let through would show as a timeout
@@ -22,7 +24,22 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((_, summary)) = inspect_zip(file.path(), LIMITS) {
         assert!(summary.uncompressed_size <= LIMITS.max_uncompressed);
     }
-    if let Ok(summary) = verify_zip(file.path(), LIMITS) {
+    let full = verify_zip(file.path(), LIMITS);
+    if let Ok(summary) = &full {
         assert!(summary.entry_name.to_ascii_lowercase().ends_with(".csv"));
     }
+
+    // Split the bytes where the input says (its first byte), as a network
+    // would.
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let mut check = StreamCheck::new(LIMITS, Some(data.len() as u64));
+    for piece in data.chunks(step) {
+        check.update(piece);
+    }
+    let streamed = verify_zip_streamed(file.path(), LIMITS, check.finish());
+    assert_eq!(
+        streamed.as_ref().ok(),
+        full.as_ref().ok(),
+        "the streamed check and the full check disagree"
+    );
 });

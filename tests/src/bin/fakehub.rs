@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bds_common::catalog::Catalog;
 use bds_tests::ExtractFile;
-use bds_tests::fakehub::{FakeHub, HubConfig, manifest};
+use bds_tests::fakehub::{FakeHub, Fault, FaultKind, FaultTarget, HubConfig, RouteClass, manifest};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
@@ -88,6 +88,11 @@ struct Args {
     /// Objects per page of the paged listings.
     #[arg(long, default_value_t = 100)]
     page_size: usize,
+
+    /// Serve zips from storage at this many MB (10^6 bytes) per second at
+    /// most, like a link to the real storage rather than loopback.
+    #[arg(long, value_name = "MB_PER_SEC")]
+    link_rate: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +141,15 @@ fn run(args: &Args) -> Result<()> {
     let hub = FakeHub::try_start(config).context("cannot start the fake hub")?;
     let count = extracts.len();
     hub.add_extracts(extracts);
+    if let Some(rate) = args.link_rate {
+        hub.inject(Fault {
+            target: FaultTarget::Route(RouteClass::Storage),
+            kind: FaultKind::SlowBody {
+                bytes_per_sec: rate.max(1) * 1_000_000,
+            },
+            times: u32::MAX,
+        });
+    }
     let refresh_token = hub.issue_refresh_token();
     if let Some(path) = &args.token_file {
         write_token(path, &refresh_token)?;

@@ -272,6 +272,7 @@ pub(crate) fn shape_body(
         plan,
         reset,
         finished: false,
+        started: None,
     };
     futures::stream::unfold(shaper, Shaper::next)
 }
@@ -283,6 +284,8 @@ struct Shaper {
     plan: BodyPlan,
     reset: Option<ResetFlag>,
     finished: bool,
+    /// When a slowed body started.
+    started: Option<tokio::time::Instant>,
 }
 
 impl Shaper {
@@ -310,8 +313,12 @@ impl Shaper {
 
         let chunk = self.take_chunk();
         if let Some(rate) = self.plan.bytes_per_sec {
-            let seconds = chunk.len() as f64 / rate as f64;
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            // Paced against the start, not chunk by chunk, so that the
+            // timer's granularity does not lower the rate.
+            let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
+            let sent = self.position + chunk.len() as u64;
+            let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
         }
         self.position += chunk.len() as u64;
         Some((Ok(chunk), self))
