@@ -8,6 +8,7 @@ use std::path::Path;
 
 use bds_common::catalog::{Catalog, Dataset};
 use bds_common::extract::ExtractKind;
+use bds_common::verify::{Limits, StreamCheck, verify_zip_streamed};
 use bds_tests::ExtractFile;
 use bds_tests::generator::{self, EXTRA_COLUMN, Options, VERSION_AFTER};
 use bds_tests::harness::pg;
@@ -84,6 +85,31 @@ fn schedule_is_weekly_fulls_and_daily_differentials() {
         assert_eq!(file.csv_entry, "Users.csv");
         let summary = bds_common::verify::verify_zip(&file.path, Default::default()).unwrap();
         assert_eq!(summary.entry_name, "Users.csv");
+
+        // bds-fetch follows these zips through their CRC while they arrive,
+        // with no second read.
+        let bytes = std::fs::read(&file.path).unwrap();
+        let mut check = StreamCheck::new(Limits::default(), Some(bytes.len() as u64));
+        for piece in bytes.chunks(16 << 10) {
+            check.update(piece);
+        }
+        let streamed = check
+            .finish()
+            .expect("the zip can be followed while it streams");
+        assert_eq!(streamed.uncompressed, summary.uncompressed_size);
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&file.path).unwrap()).unwrap();
+        let entry = zip.by_index_raw(0).unwrap();
+        assert_eq!(
+            (
+                streamed.crc32,
+                streamed.compressed,
+                Some(streamed.data_start)
+            ),
+            (entry.crc32(), entry.compressed_size(), entry.data_start())
+        );
+        drop(entry);
+        let again = verify_zip_streamed(&file.path, Limits::default(), Some(streamed)).unwrap();
+        assert_eq!(again, summary);
     }
     let mut sorted = history.clone();
     sorted.sort_by_key(|e| e.queued);
