@@ -332,16 +332,11 @@ impl StreamCheck {
     /// Gathers the local header; once whole, moves on to the data. Returns
     /// the bytes of `input` used.
     fn take_header(&mut self, input: &[u8]) -> usize {
-        let field = |h: &[u8], at: usize, len: usize| -> u64 {
-            h[at..at + len]
-                .iter()
-                .rev()
-                .fold(0, |n, &b| (n << 8) | u64::from(b))
-        };
+        let variable = |h: &[u8]| (le(&h[26..28]) + le(&h[28..30])) as usize;
         let wanted = if self.header.len() < LOCAL_HEADER {
             LOCAL_HEADER
         } else {
-            LOCAL_HEADER + field(&self.header, 26, 2) as usize + field(&self.header, 28, 2) as usize
+            LOCAL_HEADER + variable(&self.header)
         };
         let n = (wanted - self.header.len()).min(input.len());
         self.header.extend_from_slice(&input[..n]);
@@ -349,13 +344,13 @@ impl StreamCheck {
             return n;
         }
         if wanted == LOCAL_HEADER {
-            let h = &self.header;
-            if field(h, 0, 4) != u64::from(LOCAL_SIGNATURE) {
+            if le(&self.header[0..4]) != u64::from(LOCAL_SIGNATURE) {
                 self.state = Stream::GaveUp;
+                return n;
             }
-            // A header without name or extra is complete already; one with
-            // them is finished on the next call.
-            if field(h, 26, 2) + field(h, 28, 2) > 0 || matches!(self.state, Stream::GaveUp) {
+            // A header with a name or an extra field is finished on the
+            // next call.
+            if variable(&self.header) > 0 {
                 return n;
             }
         }
@@ -367,14 +362,8 @@ impl StreamCheck {
     /// How to follow the data after a complete local header.
     fn data_state(&self) -> Stream {
         let h = &self.header;
-        let field = |at: usize, len: usize| -> u64 {
-            h[at..at + len]
-                .iter()
-                .rev()
-                .fold(0, |n, &b| (n << 8) | u64::from(b))
-        };
-        let flags = field(6, 2);
-        let method = field(8, 2);
+        let flags = le(&h[6..8]);
+        let method = le(&h[8..10]);
         let data_start = h.len() as u64;
         let encrypted = flags & 1 != 0;
         let sizes_follow = flags & 8 != 0;
@@ -437,12 +426,6 @@ impl StreamCheck {
 /// The compressed size a complete local header declares, from its zip64
 /// extra field when the 32-bit field says so.
 fn local_compressed_size(header: &[u8]) -> Option<u64> {
-    let le = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .rev()
-            .fold(0u64, |n, &b| (n << 8) | u64::from(b))
-    };
     let size = le(&header[18..22]);
     if size != 0xFFFF_FFFF {
         return Some(size);
@@ -460,6 +443,14 @@ fn local_compressed_size(header: &[u8]) -> Option<u64> {
         extra = &extra[4 + len..];
     }
     None
+}
+
+/// A little-endian unsigned field of a zip header (at most 8 bytes).
+fn le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |n, &byte| (n << 8) | u64::from(byte))
 }
 
 /// [`verify_zip`], with the data check already done while the zip arrived:
