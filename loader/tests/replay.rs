@@ -325,3 +325,86 @@ fn d2l_sample_queries_run_and_return_rows() {
         ]]
     );
 }
+
+/// A differential that repeats a row as it is leaves that row alone (its
+/// xmin stays), rewrites the changed one, adds the new one, and of a key
+/// given twice keeps the later row of the file.
+#[test]
+fn a_differential_rewrites_only_the_rows_it_changes() {
+    use bds_common::extract::ExtractKind::{Differential, Full};
+
+    let user = |id: &str, name: &str| -> Vec<(&str, String)> {
+        vec![
+            ("UserId", id.to_string()),
+            ("UserName", name.to_string()),
+            ("FirstName", "First".to_string()),
+        ]
+    };
+    let csv = |rows: &[Vec<(&str, String)>]| {
+        let rows: Vec<Vec<(&str, &str)>> = rows
+            .iter()
+            .map(|r| r.iter().map(|(k, v)| (*k, v.as_str())).collect())
+            .collect();
+        let rows: Vec<&[(&str, &str)]> = rows.iter().map(Vec::as_slice).collect();
+        csv_with_catalog_header("Users", &rows)
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut archive = TestArchive::new();
+    let full = extract_like(
+        "Users",
+        Full,
+        "2026-11-22T02:00:00Z",
+        "2026-11-22T02:01:00Z",
+        scratch.path().join("unused"),
+    );
+    let first = csv(&[user("1", "same"), user("2", "old"), user("3", "kept")]);
+    archive.add_bytes(&full, &zip_of(&[(&full.csv_entry, first.as_bytes())]));
+    let db = pg::database();
+    assert_exit(&load(&archive, db.url(), &[]), 0);
+    let mut client = db.client();
+    let xmins = |client: &mut postgres::Client| -> Vec<(i64, String, String)> {
+        client
+            .query(
+                "SELECT user_id, user_name, xmin::text FROM users ORDER BY user_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let before = xmins(&mut client);
+
+    let differential = extract_like(
+        "Users",
+        Differential,
+        "2026-11-23T03:00:00Z",
+        "2026-11-23T03:01:00Z",
+        scratch.path().join("unused"),
+    );
+    let changes = csv(&[
+        user("1", "same"),
+        user("2", "first try"),
+        user("4", "new"),
+        user("2", "new name"),
+    ]);
+    archive.add_bytes(
+        &differential,
+        &zip_of(&[(&differential.csv_entry, changes.as_bytes())]),
+    );
+    let run = load(&archive, db.url(), &[]);
+    assert_exit(&run, 0);
+    let after = xmins(&mut client);
+
+    let names: Vec<(i64, &str)> = after.iter().map(|(id, n, _)| (*id, n.as_str())).collect();
+    assert_eq!(
+        names,
+        [(1, "same"), (2, "new name"), (3, "kept"), (4, "new")]
+    );
+    assert_eq!(after[0].2, before[0].2, "the unchanged row was rewritten");
+    assert_eq!(
+        after[2].2, before[2].2,
+        "a row not in the differential was rewritten"
+    );
+    assert_ne!(after[1].2, before[1].2, "the changed row was not rewritten");
+}
