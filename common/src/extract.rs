@@ -94,13 +94,14 @@ impl ExtractId {
 
 impl fmt::Display for ExtractId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} extract queued {}",
-            self.kind,
-            self.queued.to_rfc3339_opts(SecondsFormat::Secs, true)
-        )
+        write!(f, "{} extract queued {}", self.kind, utc_text(self.queued))
     }
+}
+
+/// A time as both tools print it: RFC 3339, whole seconds, `Z`
+/// (`2026-11-23T03:00:00Z`).
+pub fn utc_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Parses a date-time as the API writes it (`2021-05-18T19:50:19.476Z`),

@@ -146,6 +146,36 @@ impl Filter {
     }
 }
 
+/// The offered data set name nearest to a `--dataset` that matched none,
+/// if one is close enough to be a typo of it.
+fn closest_name(wanted: &str, schemas: &[SchemaInfo]) -> Option<String> {
+    let wanted = wanted.trim().to_lowercase();
+    let limit = (wanted.chars().count() / 4).clamp(1, 3);
+    schemas
+        .iter()
+        .map(|s| naming(s).0)
+        .map(|name| (edit_distance(&wanted, &name.to_lowercase()), name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance between two strings, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// Reads every page starting at `first`.
 async fn all_pages<T: serde::de::DeserializeOwned>(
     api: &Api,
@@ -188,11 +218,14 @@ pub async fn discover(
             ..Filter::default()
         };
         if !schemas.iter().any(|s| one.selects(s)) {
-            tracing::error!(dataset = %wanted, "the site offers no such data set");
-            unknown.push((
-                wanted.clone(),
-                "the site offers no such data set".to_string(),
-            ));
+            let reason = match closest_name(wanted, &schemas) {
+                Some(name) => format!("the site offers no such data set (did you mean {name:?}?)"),
+                None => "the site offers no such data set (a dry run without --dataset lists \
+                         the names it offers)"
+                    .to_string(),
+            };
+            tracing::error!(dataset = %wanted, "{reason}");
+            unknown.push((wanted.clone(), reason));
         }
     }
 
@@ -323,6 +356,8 @@ pub struct Plan {
     pub skip: Vec<Offer>,
     /// Differentials missed since the last run.
     pub gaps: Vec<GapRecord>,
+    /// Offered, but created before `--since`: left out.
+    pub before_since: usize,
 }
 
 /// Offered minus archived. An extract counts as archived when the manifest
@@ -346,6 +381,7 @@ pub fn plan(
     };
     for offer in &discovery.offers {
         if filter.since.is_some_and(|since| offer.id.created < since) {
+            plan.before_since += 1;
             continue;
         }
         let done = recorded
@@ -421,6 +457,23 @@ mod tests {
             }),
             differential: None,
         }
+    }
+
+    #[test]
+    fn a_typo_of_an_offered_name_is_suggested() {
+        let offered = [schema()];
+        let suggest = |wanted| closest_name(wanted, &offered);
+        assert_eq!(
+            suggest("Organisational Units").as_deref(),
+            Some("Organizational Units")
+        );
+        assert_eq!(
+            suggest("organizational unit").as_deref(),
+            Some("Organizational Units")
+        );
+        assert_eq!(suggest("Users"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     fn offer_at(kind: ExtractKind, created: &str) -> Offer {

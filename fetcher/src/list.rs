@@ -1,6 +1,7 @@
 //! `bds-fetch list`: what the archive holds, from the manifest.
 
 use anyhow::Context;
+use bds_common::extract::utc_text;
 use bds_common::manifest::Manifest;
 
 use crate::Outcome;
@@ -21,12 +22,18 @@ pub async fn list(settings: Settings) -> anyhow::Result<Outcome> {
         crate::print_line(serde_json::to_string_pretty(&document)?);
         return Ok(Outcome::Done);
     }
+    if !manifest.extracts.is_empty() {
+        crate::print_line(format_args!(
+            "{:<32} {:<12} {:<20} {:<7} {:>12} key",
+            "table", "type", "queued", "version", "bytes"
+        ));
+    }
     for record in &manifest.extracts {
         crate::print_line(format_args!(
-            "{:<32} {:<12} {} {} {:>12} {}",
+            "{:<32} {:<12} {:<20} {:<7} {:>12} {}",
             record.table,
             record.kind.as_str(),
-            record.queued.format("%Y-%m-%dT%H:%M:%SZ"),
+            utc_text(record.queued),
             record.version.as_deref().unwrap_or("-"),
             record.size,
             record.key
@@ -37,9 +44,9 @@ pub async fn list(settings: Settings) -> anyhow::Result<Outcome> {
             "gap {} newest archived differential {} < oldest offered {}",
             gap.table,
             gap.newest_archived
-                .map(|t| t.to_rfc3339())
+                .map(utc_text)
                 .unwrap_or_else(|| "-".into()),
-            gap.oldest_offered.to_rfc3339()
+            utc_text(gap.oldest_offered)
         ));
     }
     Ok(Outcome::Done)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bds_common::TOOL_VERSION;
 use bds_common::archive::Archive;
+use bds_common::extract::utc_text;
 use bds_common::manifest::{Entry, ExtractRecord, Manifest, ManifestError};
 use bds_common::verify::{VerifyError, ZipSummary};
 use chrono::Utc;
@@ -63,12 +64,13 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The refresh token was refused: nothing more can work this run.
+    /// The refresh token or the client was refused: nothing more can work
+    /// this run.
     fn is_fatal(&self) -> bool {
         matches!(
             self,
             FetchError::Unit(UnitError::Download(DownloadError::Api(ApiError::Token(
-                TokenError::InvalidGrant { .. }
+                TokenError::InvalidGrant { .. } | TokenError::InvalidClient
             ))))
         )
     }
@@ -123,6 +125,7 @@ pub async fn fetch(settings: Settings) -> anyhow::Result<Outcome> {
         offered = discovery.offers.len(),
         to_fetch = plan.fetch.len(),
         archived = plan.skip.len(),
+        before_since = plan.before_since,
         "plan"
     );
 
@@ -290,7 +293,7 @@ async fn download_all(
             Err(error) => {
                 let text = error_chain(&error);
                 tracing::error!(dataset = %offer.dataset, kind = %offer.id.kind,
-                    queued = %offer.id.queued, "extract not archived: {text}");
+                    queued = %utc_text(offer.id.queued), "extract not archived: {text}");
                 if error.is_fatal() && fatal.is_none() {
                     tasks.abort_all();
                     fatal = Some(anyhow::Error::new(error));
@@ -337,7 +340,7 @@ async fn fetch_one(
     tracing::info!(
         dataset = %offer.dataset,
         kind = %offer.id.kind,
-        queued = %offer.id.queued,
+        queued = %utc_text(offer.id.queued),
         bytes = spooled.size,
         sha256 = %spooled.sha256,
         seconds = format!("{:.1}", started.elapsed().as_secs_f64()),

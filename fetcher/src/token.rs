@@ -72,8 +72,15 @@ pub enum TokenError {
         /// The token file.
         path: PathBuf,
     },
+    /// The client id or secret was refused; the refresh token is unspent.
+    #[error(
+        "the token service refused the client (invalid_client): check the client id and the \
+         client secret (BDS_CLIENT_SECRET or client_secret in the config file) against the OAuth \
+         app registered in Brightspace; the refresh token was not spent"
+    )]
+    InvalidClient,
     /// The token service answered with another error.
-    #[error("the token service answered {status}: {error} {description}")]
+    #[error("the token service answered {status}: {error}{}", with_colon(.description))]
     Rejected {
         /// HTTP status.
         status: u16,
@@ -419,10 +426,14 @@ impl TokenService {
             });
         }
         let error: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
-        if error.error == "invalid_grant" {
-            return Err(TokenError::InvalidGrant {
-                path: self.file.path().to_path_buf(),
-            });
+        match error.error.as_str() {
+            "invalid_grant" => {
+                return Err(TokenError::InvalidGrant {
+                    path: self.file.path().to_path_buf(),
+                });
+            }
+            "invalid_client" => return Err(TokenError::InvalidClient),
+            _ => {}
         }
         Err(TokenError::Rejected {
             status: status.as_u16(),
@@ -430,6 +441,14 @@ impl TokenService {
             description: error.error_description,
             retry_after,
         })
+    }
+}
+
+/// `": description"`, or nothing when the service gave none.
+fn with_colon(description: &str) -> String {
+    match description.trim() {
+        "" => String::new(),
+        text => format!(": {text}"),
     }
 }
 

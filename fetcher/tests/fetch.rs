@@ -444,6 +444,31 @@ fn a_reused_refresh_token_stops_the_run_with_exit_2() {
 }
 
 #[test]
+fn a_wrong_client_secret_stops_the_run_with_exit_2_and_spends_nothing() {
+    let setup = Setup::local(HubConfig::default());
+    let token = setup.token();
+    let output = setup
+        .command(&[])
+        .env("BDS_CLIENT_SECRET", "not-the-secret")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("invalid_client"), "{text}");
+    assert!(text.contains("client secret"), "{text}");
+    assert!(
+        !text.contains("not-the-secret"),
+        "the secret is not printed"
+    );
+    assert_eq!(setup.token(), token, "the token file is unchanged");
+    assert_eq!(
+        setup.run(&["--dry-run"]).status.code(),
+        Some(0),
+        "and still works"
+    );
+}
+
+#[test]
 fn a_token_file_readable_by_others_is_refused() {
     let setup = Setup::local(HubConfig::default());
     std::fs::set_permissions(&setup.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -621,7 +646,9 @@ fn a_dataset_the_site_does_not_offer_fails_the_run() {
     let setup = Setup::local(HubConfig::default());
     let output = setup.run(&["--dry-run", "--dataset", "Userz", "--dataset", "users"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("the site offers no such data set"));
+    let log = stderr(&output);
+    assert!(log.contains("the site offers no such data set"), "{log}");
+    assert!(log.contains(r#"did you mean "Users"?"#), "{log}");
     assert!(
         stdout(&output)
             .lines()

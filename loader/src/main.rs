@@ -52,6 +52,14 @@ fn load(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     if report.lock_busy {
         anyhow::bail!("another bds-load run is working on this database (--no-wait given)");
     }
+    if report.failed.is_empty() && options.dry_run {
+        tracing::info!(
+            datasets = report.datasets,
+            extracts_planned = report.steps_planned,
+            "dry run finished, nothing changed"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if report.failed.is_empty() {
         tracing::info!(
             datasets = report.datasets,

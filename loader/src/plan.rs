@@ -13,9 +13,9 @@
 
 use std::collections::HashSet;
 
-use bds_common::extract::ExtractKind;
+use bds_common::extract::{ExtractKind, utc_text};
 use bds_common::manifest::{ExtractRecord, GapRecord};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// A ledger row, as far as planning needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub fn plan_dataset(
         plan.refused = Some(format!(
             "no full extract created at or before {}: the archive cannot show the table \
              as it was then (the table is left as it is)",
-            time(t)
+            utc_text(t)
         ));
         return plan;
     }
@@ -171,7 +171,7 @@ fn no_baseline_note(options: PlanOptions, ledger: &LedgerState) -> String {
     match (options.as_of, &ledger.baseline) {
         (Some(t), Some(_)) => format!(
             "no full extract created at or before {}: the table is left as it is",
-            time(t)
+            utc_text(t)
         ),
         _ => "no full extract archived yet: differentials wait for one".into(),
     }
@@ -209,7 +209,7 @@ fn reload_reason(
     {
         return Some(format!(
             "a differential created {} (after --as-of) was applied",
-            time(late.created)
+            utc_text(late.created)
         ));
     }
 
@@ -231,7 +231,7 @@ fn reload_reason(
     })?;
     Some(format!(
         "a differential queued {} arrived after later ones were applied",
-        time(out_of_order.queued)
+        utc_text(out_of_order.queued)
     ))
 }
 
@@ -256,8 +256,8 @@ fn find_gaps(
         if created > base_created && created - start > max_gap {
             gaps.push(format!(
                 "no differential between {} and {} ({} hours)",
-                time(start),
-                time(created),
+                utc_text(start),
+                utc_text(created),
                 (created - start).num_hours()
             ));
         }
@@ -267,17 +267,13 @@ fn find_gaps(
 }
 
 fn describe_gap_record(gap: &GapRecord) -> String {
-    let newest = gap.newest_archived.map_or("none".to_string(), time);
+    let newest = gap.newest_archived.map_or("none".to_string(), utc_text);
     format!(
         "bds-fetch detected a gap on {}: newest archived differential {newest}, oldest still \
          offered {}",
-        time(gap.detected_at),
-        time(gap.oldest_offered)
+        utc_text(gap.detected_at),
+        utc_text(gap.oldest_offered)
     )
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use bds_common::archive::Archive;
 use bds_common::catalog::Catalog;
+use bds_common::extract::utc_text;
 use bds_common::manifest::{ExtractRecord, GapRecord, Manifest};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::Duration;
 use postgres::Client;
 use tokio::runtime::Runtime;
 
@@ -52,6 +53,8 @@ pub struct RunReport {
     pub datasets: usize,
     /// Extracts applied or skipped.
     pub steps_done: usize,
+    /// Extracts a dry run would apply or skip.
+    pub steps_planned: usize,
     /// Data sets that failed, with the error.
     pub failed: Vec<(String, String)>,
     /// Another run held the lock and `wait` was false.
@@ -224,6 +227,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport, LoadError> {
         print_plans(&work, &plans);
         return Ok(RunReport {
             datasets: work.len(),
+            steps_planned: plans.iter().map(|p| p.steps.len()).sum(),
             ..Default::default()
         });
     }
@@ -275,8 +279,8 @@ fn print_plans(work: &[DatasetWork], plans: &[DatasetPlan]) {
             let _ = writeln!(
                 out,
                 "  {action} queued {} created {} {}",
-                time(r.queued),
-                time(r.created),
+                utc_text(r.queued),
+                utc_text(r.created),
                 r.key
             );
         }
@@ -284,10 +288,6 @@ fn print_plans(work: &[DatasetWork], plans: &[DatasetPlan]) {
             let _ = writeln!(out, "  note: {note}");
         }
     }
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn execute(

@@ -4,7 +4,8 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use bds_common::extract::utc_text;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::connect::Database;
@@ -93,11 +94,7 @@ pub fn print(statuses: &[DatasetStatus], json: bool, out: &mut impl Write) -> st
         serde_json::to_writer_pretty(&mut *out, statuses)?;
         return writeln!(out);
     }
-    let time = |t: Option<DateTime<Utc>>| {
-        t.map_or("-".to_string(), |t| {
-            t.to_rfc3339_opts(SecondsFormat::Secs, true)
-        })
-    };
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_string(), utc_text);
     let width = statuses
         .iter()
         .map(|s| s.dataset.len())

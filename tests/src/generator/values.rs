@@ -53,6 +53,24 @@ const LAST_NAMES: &[&str] = &[
     "Nguyen", "García", "Müller", "O'Neil", "Smith", "Kowalski", "Tanaka", "Dubois", "Okafor",
     "Jensen", "Rossi", "Ivanova",
 ];
+const ROLE_NAMES: &[&str] = &[
+    "Student",
+    "Student",
+    "Student",
+    "Student",
+    "Instructor",
+    "Teaching Assistant",
+    "Auditor",
+];
+const ORG_UNIT_TYPES: &[&str] = &[
+    "Course Offering",
+    "Course Offering",
+    "Course Template",
+    "Section",
+    "Group",
+    "Semester",
+    "Department",
+];
 const WORDS: &[&str] = &[
     "Introduction",
     "Biology",
@@ -106,7 +124,20 @@ enum Kind {
     Numeric,
     Float,
     Uuid,
-    PersonName,
+    /// Points scored: 0 to 10, never above a denominator.
+    Points,
+    /// Points possible: 10, 20, 50 or 100.
+    PointsPossible,
+    FirstName,
+    LastName,
+    /// A login such as `jnguyen417`: never quirky.
+    Login,
+    /// A role such as `Student`: never quirky.
+    RoleName,
+    /// An org unit type such as `Course Offering`: never quirky.
+    OrgUnitType,
+    /// The name of a thing: a course, a grade item, a quiz.
+    Title,
     Email,
     Code,
     Prose,
@@ -307,11 +338,26 @@ fn value_role(header: &str, pg_type: &str) -> Role {
         "bigint" => Kind::Count,
         "boolean" => Kind::Boolean,
         "timestamptz" => Kind::Timestamp,
+        "numeric" if lower.ends_with("denominator") || lower.contains("maxpoints") => {
+            Kind::PointsPossible
+        }
+        "numeric"
+            if ["points", "score", "grade"]
+                .iter()
+                .any(|w| lower.contains(w)) =>
+        {
+            Kind::Points
+        }
         "numeric" => Kind::Numeric,
         "double precision" => Kind::Float,
         "uuid" => Kind::Uuid,
         _ if lower.contains("email") => Kind::Email,
-        _ if lower.ends_with("name") => Kind::PersonName,
+        _ if lower.ends_with("firstname") || lower.ends_with("middlename") => Kind::FirstName,
+        _ if lower.ends_with("lastname") => Kind::LastName,
+        _ if lower.ends_with("username") => Kind::Login,
+        _ if lower.ends_with("rolename") => Kind::RoleName,
+        _ if lower == "type" || lower.ends_with("orgunittype") => Kind::OrgUnitType,
+        _ if lower.ends_with("name") || lower.ends_with("title") => Kind::Title,
         _ if lower.contains("code") || lower.ends_with("id") => Kind::Code,
         _ if [
             "description",
@@ -406,7 +452,8 @@ fn write_kind(out: &mut Vec<u8>, kind: Kind, start: i64, rng: &mut Rng) {
         }
         Kind::Boolean => out.extend_from_slice(if rng.bool() { b"True" } else { b"False" }),
         Kind::Timestamp => {
-            let ticks = start - rng.i64(0..400 * TICKS_PER_DAY) + rng.i64(0..30 * TICKS_PER_DAY);
+            // Within the year before the first full: never in the future.
+            let ticks = start - rng.i64(0..365 * TICKS_PER_DAY);
             match rng.u8(..3) {
                 0 => write_timestamp(out, ticks, 7),
                 _ => write_timestamp(out, ticks - ticks.rem_euclid(10_000), 3),
@@ -416,6 +463,13 @@ fn write_kind(out: &mut Vec<u8>, kind: Kind, start: i64, rng: &mut Rng) {
             let cents = rng.i64(-2_000..100_000);
             let sign = if cents < 0 { "-" } else { "" };
             let _ = write!(out, "{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100);
+        }
+        Kind::Points => {
+            let hundredths = rng.i64(0..=1_000);
+            let _ = write!(out, "{}.{:02}", hundredths / 100, hundredths % 100);
+        }
+        Kind::PointsPossible => {
+            let _ = write!(out, "{}", [10, 20, 50, 100][rng.usize(..4)]);
         }
         Kind::Float => {
             let quarters = rng.i64(-400..40_000);
@@ -427,13 +481,22 @@ fn write_kind(out: &mut Vec<u8>, kind: Kind, start: i64, rng: &mut Rng) {
 }
 
 fn write_text(out: &mut Vec<u8>, kind: Kind, rng: &mut Rng) {
+    let pick = |rng: &mut Rng, list: &[&'static str]| list[rng.usize(..list.len())];
+    // Logins and values D2L takes from a fixed list are never quirky.
+    match kind {
+        Kind::Login => return write_login(out, rng),
+        Kind::RoleName => return out.extend_from_slice(pick(rng, ROLE_NAMES).as_bytes()),
+        Kind::OrgUnitType => return out.extend_from_slice(pick(rng, ORG_UNIT_TYPES).as_bytes()),
+        _ => {}
+    }
     if rng.u8(..100) < 8 {
         out.extend_from_slice(QUIRKY[rng.usize(..QUIRKY.len())].as_bytes());
         return;
     }
-    let pick = |rng: &mut Rng, list: &[&'static str]| list[rng.usize(..list.len())];
     let _ = match kind {
-        Kind::PersonName => write!(out, "{}", pick(rng, FIRST_NAMES)),
+        Kind::FirstName => write!(out, "{}", pick(rng, FIRST_NAMES)),
+        Kind::LastName => write!(out, "{}", pick(rng, LAST_NAMES)),
+        Kind::Title => write!(out, "{} {}", pick(rng, WORDS), rng.u32(100..500)),
         Kind::Email => write!(
             out,
             "{}.{}{}@example.edu",
@@ -453,6 +516,22 @@ fn write_text(out: &mut Vec<u8>, kind: Kind, rng: &mut Rng) {
         ),
         _ => write!(out, "{} {}", pick(rng, WORDS), rng.u32(..500)),
     };
+}
+
+/// `jnguyen417`: an initial, a surname and a number, lower-case ASCII.
+fn write_login(out: &mut Vec<u8>, rng: &mut Rng) {
+    let first = FIRST_NAMES[rng.usize(..FIRST_NAMES.len())];
+    let last = LAST_NAMES[rng.usize(..LAST_NAMES.len())];
+    let letters = first.chars().take(1).chain(last.chars());
+    for c in letters.flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c as u8);
+        } else if c.is_alphabetic() {
+            // The base letter of an accented one is close enough here.
+            out.push(b'x');
+        }
+    }
+    let _ = write!(out, "{}", rng.u32(..1000));
 }
 
 fn write_uuid(out: &mut Vec<u8>, high: u64, low: u64, upper: bool) {
