@@ -71,6 +71,28 @@ const ORG_UNIT_TYPES: &[&str] = &[
     "Semester",
     "Department",
 ];
+const SUBJECTS: &[&str] = &[
+    "Biology",
+    "Algebra",
+    "History",
+    "Chemistry",
+    "Physics",
+    "Literature",
+    "Statistics",
+    "Économie",
+    "Philosophy",
+    "Music",
+];
+const ITEMS: &[&str] = &[
+    "Quiz",
+    "Assignment",
+    "Lab",
+    "Essay",
+    "Midterm",
+    "Project",
+    "Discussion",
+    "Final Exam",
+];
 const WORDS: &[&str] = &[
     "Introduction",
     "Biology",
@@ -126,7 +148,7 @@ enum Kind {
     Uuid,
     /// Points scored: 0 to 10, never above a denominator.
     Points,
-    /// Points possible: 10, 20, 50 or 100.
+    /// Points possible: mostly 10, sometimes 20.
     PointsPossible,
     FirstName,
     LastName,
@@ -136,7 +158,9 @@ enum Kind {
     RoleName,
     /// An org unit type such as `Course Offering`: never quirky.
     OrgUnitType,
-    /// The name of a thing: a course, a grade item, a quiz.
+    /// A course's name, such as `Biology 101`.
+    CourseName,
+    /// The name of a thing in a course, such as `Quiz 3`.
     Title,
     Email,
     Code,
@@ -199,7 +223,7 @@ impl RowWriter {
                 let key_level = dataset.key.iter().position(|k| k == &column.column);
                 let role = match key_level {
                     Some(level) => key_role(level, dataset.key.len(), has_event, &column.pg_type),
-                    None => value_role(&column.header, &column.pg_type),
+                    None => value_role(&dataset.name, &column.header, &column.pg_type),
                 };
                 Plan {
                     role,
@@ -324,7 +348,7 @@ fn key_role(level: usize, key_len: usize, has_event: bool, pg_type: &str) -> Rol
     }
 }
 
-fn value_role(header: &str, pg_type: &str) -> Role {
+fn value_role(dataset: &str, header: &str, pg_type: &str) -> Role {
     let lower = header.to_ascii_lowercase();
     match (lower.as_str(), pg_type) {
         ("isdeleted", "boolean") => return Role::IsDeleted,
@@ -357,6 +381,7 @@ fn value_role(header: &str, pg_type: &str) -> Role {
         _ if lower.ends_with("username") => Kind::Login,
         _ if lower.ends_with("rolename") => Kind::RoleName,
         _ if lower == "type" || lower.ends_with("orgunittype") => Kind::OrgUnitType,
+        _ if lower == "name" && dataset == "Organizational Units" => Kind::CourseName,
         _ if lower.ends_with("name") || lower.ends_with("title") => Kind::Title,
         _ if lower.contains("code") || lower.ends_with("id") => Kind::Code,
         _ if [
@@ -464,12 +489,13 @@ fn write_kind(out: &mut Vec<u8>, kind: Kind, start: i64, rng: &mut Rng) {
             let sign = if cents < 0 { "-" } else { "" };
             let _ = write!(out, "{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100);
         }
+        // Most students pass: scores skew high.
         Kind::Points => {
-            let hundredths = rng.i64(0..=1_000);
+            let hundredths = 1_000 - rng.i64(0..=1_000) * rng.i64(0..=1_000) / 1_000;
             let _ = write!(out, "{}.{:02}", hundredths / 100, hundredths % 100);
         }
         Kind::PointsPossible => {
-            let _ = write!(out, "{}", [10, 20, 50, 100][rng.usize(..4)]);
+            let _ = write!(out, "{}", [10, 10, 10, 20][rng.usize(..4)]);
         }
         Kind::Float => {
             let quarters = rng.i64(-400..40_000);
@@ -496,7 +522,8 @@ fn write_text(out: &mut Vec<u8>, kind: Kind, rng: &mut Rng) {
     let _ = match kind {
         Kind::FirstName => write!(out, "{}", pick(rng, FIRST_NAMES)),
         Kind::LastName => write!(out, "{}", pick(rng, LAST_NAMES)),
-        Kind::Title => write!(out, "{} {}", pick(rng, WORDS), rng.u32(100..500)),
+        Kind::CourseName => write!(out, "{} {}", pick(rng, SUBJECTS), rng.u32(100..500)),
+        Kind::Title => write!(out, "{} {}", pick(rng, ITEMS), rng.u32(1..13)),
         Kind::Email => write!(
             out,
             "{}.{}{}@example.edu",
