@@ -60,7 +60,8 @@ pub struct LogArgs {
 pub struct Connection {
     /// PostgreSQL connection: a libpq URL or key=value string (sslmode
     /// disable, prefer, require, verify-ca, verify-full; sslrootcert).
-    /// Falls back to DATABASE_URL.
+    /// Falls back to DATABASE_URL. Without a password in it, PGPASSWORD or
+    /// the private password file PGPASSFILE (default ~/.pgpass) is used.
     #[arg(long, env = "BDS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// CA certificates (PEM) the server's certificate must chain to.

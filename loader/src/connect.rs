@@ -18,6 +18,10 @@
 //!   this (or the Mozilla roots without a CA file); `sslrootcert=system`
 //!   means the Mozilla roots.
 //!
+//! A connection string without a password takes it as libpq would:
+//! from `PGPASSWORD`, else from the password file (`PGPASSFILE`, else
+//! `~/.pgpass`; ignored, with a warning, when group or others can read it).
+//!
 //! The password never appears in logs or errors: see
 //! [`bds_common::redact::redact_conninfo`].
 
@@ -81,6 +85,11 @@ impl Database {
         if config.get_application_name().is_none() {
             config.application_name("bds-load");
         }
+        if config.get_password().is_none() {
+            if let Some(password) = password_from_environment(&config) {
+                config.password(password);
+            }
+        }
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             mode => Some(MakeRustlsConnect::new(tls_config(mode, &verify)?)),
@@ -108,8 +117,115 @@ impl Database {
         client
             .batch_execute("SET TIME ZONE 'UTC'")
             .map_err(|e| LoadError::db(context(), e))?;
+        let version: String = client
+            .query_one("SHOW server_version_num", &[])
+            .map_err(|e| LoadError::db(context(), e))?
+            .get(0);
+        check_server_version(&version, &self.display)?;
         Ok(client)
     }
+}
+
+/// The oldest server bds-load works with: keys with nullable columns need
+/// `NULLS NOT DISTINCT`, new in PostgreSQL 15.
+const OLDEST_SERVER: u32 = 150000;
+
+fn check_server_version(version_num: &str, database: &str) -> Result<(), LoadError> {
+    match version_num.trim().parse::<u32>() {
+        Ok(n) if n < OLDEST_SERVER => Err(LoadError::Config {
+            problem: format!(
+                "{database} runs PostgreSQL {}.{}: bds-load needs PostgreSQL 15 or newer",
+                n / 10000,
+                n % 10000
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The password libpq would use for `config`: `PGPASSWORD`, else the first
+/// matching line of the password file.
+fn password_from_environment(config: &Config) -> Option<Vec<u8>> {
+    if let Some(password) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
+        return Some(password.into_encoded_bytes());
+    }
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    let text = read_password_file(&path)?;
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        // libpq matches a socket connection against `localhost`.
+        _ => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = match config.get_user() {
+        Some(user) => user.to_string(),
+        None => std::env::var("USER").unwrap_or_default(),
+    };
+    let database = config.get_dbname().unwrap_or(&user).to_string();
+    find_password(&text, [&host, &port, &database, &user]).map(String::into_bytes)
+}
+
+/// The password file's text, unless it is missing or others can read it.
+fn read_password_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "password file ignored: group or others can read it (chmod 600 {})",
+            path.display()
+        );
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// The password of the first line of a password file whose host, port,
+/// database and user match `wanted` (`*` matches anything; `\:` and `\\`
+/// are a literal colon and backslash).
+fn find_password(text: &str, wanted: [&str; 4]) -> Option<String> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = split_password_line(line);
+            let [host, port, database, user, password] = fields.as_slice() else {
+                return None;
+            };
+            let matches = [host, port, database, user]
+                .iter()
+                .zip(wanted)
+                .all(|(field, wanted)| field.as_str() == "*" || field.as_str() == wanted);
+            matches.then(|| password.clone())
+        })
+}
+
+/// Splits a password file line at its unescaped colons, into at most five
+/// fields (the password may hold colons of its own).
+fn split_password_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        let count = fields.len();
+        let field = fields.last_mut().expect("never empty");
+        match c {
+            '\\' => field.extend(chars.next()),
+            ':' if count < 5 => fields.push(String::new()),
+            c => field.push(c),
+        }
+    }
+    fields
 }
 
 /// Removes `sslrootcert` (which `postgres::Config` rejects) and turns
@@ -346,6 +462,28 @@ mod tests {
         assert!(!err.to_string().contains("sekrit"), "{err}");
         let db = Database::new("host=h password=sekrit", None).unwrap();
         assert!(!format!("{db:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn password_file_lines_match_with_wildcards_and_escapes() {
+        let text = "# comment\n\
+                    db.example:5432:other:bds:wrong\n\
+                    db.example:*:warehouse:bds:pa\\:ss:word\n\
+                    *:*:*:*:fallback\n";
+        let wanted = ["db.example", "5432", "warehouse", "bds"];
+        assert_eq!(find_password(text, wanted).as_deref(), Some("pa:ss:word"));
+        let elsewhere = ["other.example", "5432", "warehouse", "bds"];
+        assert_eq!(find_password(text, elsewhere).as_deref(), Some("fallback"));
+        assert_eq!(find_password("h:1:d:u\n", wanted), None);
+    }
+
+    #[test]
+    fn servers_older_than_15_are_refused_with_their_version() {
+        let err = check_server_version("140011", "postgres://h/db").unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL 14.11"), "{err}");
+        assert!(err.to_string().contains("15 or newer"), "{err}");
+        check_server_version("150018", "postgres://h/db").unwrap();
+        check_server_version("170002", "postgres://h/db").unwrap();
     }
 
     #[test]

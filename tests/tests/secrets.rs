@@ -163,10 +163,12 @@ fn bds_fetch_never_shows_a_secret() {
 fn role_with_password(db: &pg::TestDatabase) -> (String, String) {
     let mut admin = db.client();
     let role = format!("bds_secret_{}", db.name());
+    admin.batch_execute(pg::PASSWORD_GROUP_SQL).unwrap();
     admin
         .batch_execute(&format!(
-            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{DB_PASSWORD}'; \
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{DB_PASSWORD}' IN ROLE {}; \
              ALTER DATABASE \"{}\" OWNER TO \"{role}\"",
+            pg::PASSWORD_GROUP,
             db.name()
         ))
         .unwrap();
@@ -249,6 +251,71 @@ fn bds_load_never_shows_the_database_password() {
     assert!(texts.iter().any(|(n, _)| n == "ledger row"));
     assert_no_secret(&texts, &[DB_PASSWORD.to_string()]);
     eprintln!("{} texts checked", texts.len());
+}
+
+/// A connection string without its password, for the lookups libpq makes.
+fn without_password(url: &str) -> String {
+    let url = url.replacen(&format!(":{DB_PASSWORD}@"), "@", 1);
+    assert!(!url.contains(DB_PASSWORD), "{url}");
+    url
+}
+
+/// With no password in the connection string, bds-load takes it from
+/// `PGPASSWORD`, else from a private password file, as libpq does; a
+/// password file others can read is ignored with a warning.
+#[test]
+fn bds_load_takes_the_password_from_pgpassword_or_the_password_file() {
+    let work = tempfile::tempdir().unwrap();
+    let history = reliability::history(&["Users"], 20, 1, work.path());
+    let root = tempfile::tempdir().unwrap();
+    let location = root.path().display().to_string();
+    archive_files(root.path(), &history, "pgpass");
+    let db = pg::database();
+    let (url, _) = role_with_password(&db);
+    let bare = without_password(&url);
+    let run = |env: &[(&str, &str)]| {
+        let mut command = load_command(&location, &bare);
+        command
+            .args(["--dry-run"])
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", work.path().join("no-such-file"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!log.contains(DB_PASSWORD), "{log}");
+        (output.status.code(), log)
+    };
+
+    // The throwaway cluster asks this role for its password; an existing
+    // server's rules are its own, so only the successes are asserted there.
+    let asks_for_password = pg::ca_file().is_some();
+    let (code, log) = run(&[]);
+    if asks_for_password {
+        assert_eq!(code, Some(2), "connected without a password: {log}");
+        assert!(log.contains("password"), "{log}");
+    }
+
+    let (code, log) = run(&[("PGPASSWORD", DB_PASSWORD)]);
+    assert_eq!(code, Some(0), "PGPASSWORD: {log}");
+
+    let file = work.path().join("pgpass");
+    let line = format!(
+        "localhost:*:*:*:wrong\n127.0.0.1:{}:*:*:{DB_PASSWORD}\n",
+        port(&url)
+    );
+    write_private(&file, &line);
+    let file_arg = file.display().to_string();
+    let (code, log) = run(&[("PGPASSFILE", &file_arg)]);
+    assert_eq!(code, Some(0), "password file: {log}");
+
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, log) = run(&[("PGPASSFILE", &file_arg)]);
+    assert!(log.contains("password file ignored"), "{log}");
+    if asks_for_password {
+        assert_eq!(code, Some(2), "{log}");
+    }
 }
 
 fn port(url: &str) -> String {

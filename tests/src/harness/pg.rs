@@ -246,6 +246,7 @@ fn start_cluster() -> Server {
         "--no-sync",
     ]);
     run(init, "initdb");
+    require_passwords(&data);
 
     let tls = make_certificates(&dir, &data, &owner);
     let settings = format!(
@@ -393,6 +394,30 @@ fn run(mut command: Command, what: &str) -> Output {
         );
     }
     output
+}
+
+/// Members of this role must give their password over TCP (scram-sha-256);
+/// everyone else is trusted. Tests of password handling create their roles
+/// in it (see [`PASSWORD_GROUP_SQL`]).
+pub const PASSWORD_GROUP: &str = "bds_password_login";
+
+/// Creates [`PASSWORD_GROUP`] if it does not exist yet, safely from tests
+/// running at the same time.
+pub const PASSWORD_GROUP_SQL: &str = "DO $$ BEGIN CREATE ROLE bds_password_login NOLOGIN; \
+     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$";
+
+/// Puts the password rule for [`PASSWORD_GROUP`] ahead of initdb's trust
+/// rules (the first matching line wins).
+fn require_passwords(data: &Path) {
+    let path = data.join("pg_hba.conf");
+    let rules =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let ours = format!(
+        "host all +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256\n\
+         host all +{PASSWORD_GROUP} ::1/128 scram-sha-256\n"
+    );
+    std::fs::write(&path, ours + &rules)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 fn append(path: &Path, text: &str) {
