@@ -335,15 +335,48 @@ fn assert_atomic(client: &mut postgres::Client, history: &[ExtractFile]) {
     assert_eq!(leftovers, 0, "a half-built table survived the kill");
 }
 
-/// Spawns a load and kills it as soon as the database shows `phase`;
-/// `None` when the load ended first.
+/// How often the database is polled in successive attempts at a phase: a
+/// phase of a millisecond missed at one rhythm may be caught at another.
+const POLL_INTERVALS: [Duration; 6] = [
+    Duration::from_millis(1),
+    Duration::ZERO,
+    Duration::from_micros(300),
+    Duration::from_millis(2),
+    Duration::ZERO,
+    Duration::from_micros(100),
+];
+
+/// Kills a load as soon as the database shows `phase`. The first attempt
+/// resumes where the last kill left off, or rebuilds if `rebuild`; when a
+/// load ends before the phase shows, the next attempt rebuilds (so every
+/// phase comes again) and polls at another interval. Returns the number of
+/// attempts, or `None` when every interval missed the phase.
 fn kill_at_phase(
     archive: &str,
     db: &pg::TestDatabase,
     monitor: &mut postgres::Client,
     phase: Phase,
     rebuild: bool,
-) -> Option<()> {
+) -> Option<usize> {
+    for (attempt, poll) in POLL_INTERVALS.into_iter().enumerate() {
+        if attempt_kill(archive, db, monitor, phase, rebuild || attempt > 0, poll) {
+            return Some(attempt + 1);
+        }
+        eprintln!("{phase:?} missed polling every {poll:?}: trying again");
+    }
+    None
+}
+
+/// One load, killed when the database shows `phase`; false when the load
+/// ended first.
+fn attempt_kill(
+    archive: &str,
+    db: &pg::TestDatabase,
+    monitor: &mut postgres::Client,
+    phase: Phase,
+    rebuild: bool,
+    poll: Duration,
+) -> bool {
     let mut command = load_command(archive, db.url());
     command.args(["--jobs", "1"]);
     if rebuild {
@@ -358,7 +391,7 @@ fn kill_at_phase(
                WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()";
     loop {
         if child.try_wait().unwrap().is_some() {
-            return None;
+            return false;
         }
         let rows = monitor.query(sql, &[&db.name()]).unwrap();
         if rows
@@ -366,18 +399,22 @@ fn kill_at_phase(
             .any(|r| Phase::of(r.get::<_, &str>(0).trim_start()) == Some(phase))
         {
             kill(child);
-            return Some(());
+            return true;
         }
-        // Leaves the cores to the load and the server.
-        std::thread::sleep(Duration::from_millis(1));
+        // Leaves the cores to the load and the server, or only yields.
+        match poll.is_zero() {
+            true => std::thread::yield_now(),
+            false => std::thread::sleep(poll),
+        }
     }
 }
 
 /// bds-load killed during the COPY of a full, the COPY of a differential's
 /// staging table, the upsert, and the ledger insert just before commit, in
-/// a load and in a rebuild; then in a sweep of increasing delays. After
-/// each kill every table is atomic (see `assert_atomic`); the final run
-/// equals the oracle and a further run changes nothing.
+/// a load and in a rebuild, each phase at least once per round; then in a
+/// sweep of increasing delays. After each kill every table is atomic (see
+/// `assert_atomic`); the final run equals the oracle and a further run
+/// changes nothing.
 #[test]
 fn load_killed_during_copy_upsert_and_commit_then_rerun_equals_the_oracle() {
     let work = tempfile::tempdir().unwrap();
@@ -396,21 +433,22 @@ fn load_killed_during_copy_upsert_and_commit_then_rerun_equals_the_oracle() {
         Phase::Upsert,
         Phase::LedgerInsert,
     ];
-    let mut rebuild = false;
+    // Round 0 resumes a plain load after each kill, round 1 rebuilds.
     for round in 0..2 {
         for phase in phases {
-            match kill_at_phase(&archive, &db, &mut monitor, phase, rebuild) {
-                Some(()) => {
-                    eprintln!("killed during {phase:?}");
-                    rebuild = false;
-                    points += 1;
-                    assert_atomic(&mut monitor, &history);
-                }
-                // The load finished before that phase came: start over.
-                None => rebuild = true,
-            }
+            let rebuild = round == 1;
+            let attempts = kill_at_phase(&archive, &db, &mut monitor, phase, rebuild)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "round {round}: no load was killed during {phase:?} in {} attempts \
+                         polling at {POLL_INTERVALS:?}",
+                        POLL_INTERVALS.len()
+                    )
+                });
+            eprintln!("round {round}: killed during {phase:?} (attempt {attempts})");
+            points += 1;
+            assert_atomic(&mut monitor, &history);
         }
-        eprintln!("round {round}: {points} crash points so far");
     }
 
     // A sweep of delays over a rebuild, resumed by plain runs.
