@@ -502,6 +502,35 @@ fn table_comparison_accepts_equal_and_reports_differences() {
     );
 }
 
+/// A loader that made every column text would hold the same values; the
+/// comparison must still fail, naming the columns of the wrong type.
+#[test]
+fn table_comparison_rejects_columns_of_another_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = hand_history(dir.path());
+    let expected = generator::oracle(&small_users(), &history, None);
+    let mut all_text = expected.clone();
+    all_text.types.iter_mut().for_each(|t| *t = "text".into());
+    let db = pg::database();
+    let mut client = db.client();
+    load(&mut client, "users", &all_text, &expected.rows);
+
+    let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        generator::assert_table_matches(&mut client, "public", "users", &expected);
+    }))
+    .unwrap_err();
+    let message = failure.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("user_id: expected bigint, found text"),
+        "{message}"
+    );
+    assert!(
+        message.contains("signup_date: expected timestamptz, found text"),
+        "{message}"
+    );
+    assert!(!message.contains("user_name:"), "{message}");
+}
+
 #[test]
 fn generated_history_matches_its_oracle_in_postgres() {
     let out = tempfile::tempdir().unwrap();

@@ -325,7 +325,8 @@ fn sort_rows(key: &[usize], rows: &mut [Row]) {
 }
 
 /// Panics with a readable difference unless `pg_schema.table` holds exactly
-/// the expected rows in the expected columns (other columns are ignored).
+/// the expected rows in the expected columns, each of the expected type
+/// (other columns are ignored).
 /// Values are read as text (timestamps converted to UTC microseconds by the
 /// server) and normalized by the expected types. Call it outside a tokio
 /// runtime: the `postgres` client is blocking.
@@ -380,6 +381,7 @@ fn read_table(
         missing.is_empty(),
         "table {schema}.{table} lacks columns {missing:?}"
     );
+    assert_column_types(client, schema, table, expected, &db_types);
 
     let select: Vec<String> = expected
         .columns
@@ -418,6 +420,41 @@ fn read_table(
         .collect();
     sort_rows(&expected.key, &mut rows);
     rows
+}
+
+/// Panics unless every expected column has the expected type. The server
+/// spells the catalog's types (`timestamptz` is `timestamp with time
+/// zone`), so the comparison is with what `information_schema` reports.
+fn assert_column_types(
+    client: &mut Client,
+    schema: &str,
+    table: &str,
+    expected: &ExpectedTable,
+    db_types: &HashMap<String, String>,
+) {
+    let spelled: HashMap<String, String> = client
+        .query(
+            "select t, format_type(t::regtype, null) from unnest($1::text[]) t",
+            &[&expected.types],
+        )
+        .unwrap_or_else(|e| panic!("resolve the types of {schema}.{table}: {e}"))
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let wrong: Vec<String> = expected
+        .columns
+        .iter()
+        .zip(&expected.types)
+        .filter(|(column, pg_type)| db_types[*column] != spelled[*pg_type])
+        .map(|(column, pg_type)| {
+            format!("{column}: expected {pg_type}, found {}", db_types[column])
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "table {schema}.{table} has columns of other types than the catalog's:\n  {}",
+        wrong.join("\n  ")
+    );
 }
 
 fn quote_identifier(name: &str) -> String {
