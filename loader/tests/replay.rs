@@ -408,3 +408,76 @@ fn a_differential_rewrites_only_the_rows_it_changes() {
     );
     assert_ne!(after[1].2, before[1].2, "the changed row was not rewritten");
 }
+
+/// Survey User Answers is keyed by (AttemptId, QuestionId,
+/// QuestionVersionId) and QuestionVersionId may be empty. A differential
+/// that changes the row whose QuestionVersionId is empty updates that row:
+/// NULLs in the key compare equal, so no second row appears.
+#[test]
+fn a_differential_updates_the_row_whose_nullable_key_column_is_empty() {
+    use bds_common::extract::ExtractKind::{Differential, Full};
+
+    let answer = |version: &'static str, comment: &'static str, score: &'static str| {
+        vec![
+            ("AttemptId", "1"),
+            ("QuestionId", "2"),
+            ("QuestionVersionId", version),
+            ("Comment", comment),
+            ("Score", score),
+            ("SortOrder", "1"),
+            ("Page", "1"),
+            ("IsDeleted", "False"),
+            ("LastModified", "2026-11-20T10:00:00.000Z"),
+            ("LastModifiedBy", "9"),
+            ("SurveyTimeCompleted", "2026-11-20T10:00:00.000Z"),
+        ]
+    };
+    let csv = |rows: &[Vec<(&str, &str)>]| {
+        let rows: Vec<&[(&str, &str)]> = rows.iter().map(Vec::as_slice).collect();
+        csv_with_catalog_header("Survey User Answers", &rows)
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut archive = TestArchive::new();
+    let full = extract_like(
+        "Survey User Answers",
+        Full,
+        "2026-11-22T02:00:00Z",
+        "2026-11-22T02:01:00Z",
+        scratch.path().join("unused"),
+    );
+    let first = csv(&[answer("", "before", "1.5"), answer("5", "versioned", "3")]);
+    archive.add_bytes(&full, &zip_of(&[(&full.csv_entry, first.as_bytes())]));
+    let differential = extract_like(
+        "Survey User Answers",
+        Differential,
+        "2026-11-23T03:00:00Z",
+        "2026-11-23T03:01:00Z",
+        scratch.path().join("unused"),
+    );
+    let changes = csv(&[answer("", "after", "7.5")]);
+    archive.add_bytes(
+        &differential,
+        &zip_of(&[(&differential.csv_entry, changes.as_bytes())]),
+    );
+    let db = pg::database();
+    assert_exit(&load(&archive, db.url(), &[]), 0);
+
+    let rows: Vec<(Option<i64>, String, String)> = db
+        .client()
+        .query(
+            "SELECT question_version_id, comment, score::text FROM survey_user_answers
+             WHERE attempt_id = 1 AND question_id = 2 ORDER BY question_version_id NULLS FIRST",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (None, "after".to_string(), "7.5".to_string()),
+            (Some(5), "versioned".to_string(), "3".to_string()),
+        ]
+    );
+}
