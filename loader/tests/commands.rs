@@ -1,6 +1,6 @@
-//! The commands around a load: status, dry runs, the run lock, key
-//! overrides for unknown data sets, views that survive a full reload, and
-//! an archive on S3.
+//! The commands around a load: status (pending work, gaps, the newest
+//! extract's age), dry runs, `--dataset`, the run lock, key overrides for
+//! unknown data sets, views that survive a full reload, and an archive on S3.
 
 mod support;
 
@@ -56,6 +56,118 @@ fn status_and_dry_run_show_pending_work_and_change_nothing() {
     let expected = expected("Users", &history, None);
     assert_eq!(after[0]["rows"], expected.rows.len());
     assert!(status(&[]).contains("DATA SET"));
+}
+
+/// The status of every archived data set, as `bds-load status --json`
+/// prints it.
+fn status_json(archive: &TestArchive, url: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let location = archive.location();
+    let base = [
+        "status",
+        "--archive",
+        &location,
+        "--database-url",
+        url,
+        "--json",
+    ];
+    let output = bds_load(&[&base[..], extra].concat());
+    assert_exit(&output, 0);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn status_of<'a>(statuses: &'a [serde_json::Value], dataset: &str) -> &'a serde_json::Value {
+    statuses
+        .iter()
+        .find(|s| s["dataset"] == dataset)
+        .unwrap_or_else(|| panic!("no status for {dataset}: {statuses:?}"))
+}
+
+#[test]
+fn dataset_option_loads_only_that_dataset_and_leaves_the_other_pending() {
+    let work = tempfile::tempdir().unwrap();
+    let history = histories(&["Users", "Organizational Units"], 200, work.path());
+    let mut archive = TestArchive::new();
+    archive.add(&history);
+    let db = pg::database();
+
+    assert_exit(&load(&archive, db.url(), &["--dataset", "Users"]), 0);
+    let mut client = db.client();
+    assert_table_matches(
+        &mut client,
+        "public",
+        "users",
+        &expected("Users", &history, None),
+    );
+    let org_units: Option<String> = client
+        .query_one("SELECT to_regclass('public.org_units')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(org_units, None, "a data set not asked for was loaded");
+    let ledgered: Vec<String> = client
+        .query("SELECT DISTINCT dataset FROM bds_ledger", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ledgered, ["Users"]);
+
+    let statuses = status_json(&archive, db.url(), &[]);
+    assert_eq!(status_of(&statuses, "Users")["pending"], 0, "{statuses:?}");
+    let other = status_of(&statuses, "Organizational Units");
+    assert!(other["pending"].as_u64().unwrap() > 1, "{other}");
+    assert!(other["rows"].is_null(), "{other}");
+    assert!(other["baseline_full"].is_null(), "{other}");
+}
+
+/// Users extracts made by hand, each queued at 03:00 and created at 03:01:
+/// a full on the 10th, differentials on the 11th, 12th and 16th (the 13th
+/// to the 15th are missing).
+fn users_with_a_hole(archive: &mut TestArchive, scratch: &std::path::Path) {
+    let days = [
+        (Full, 10),
+        (Differential, 11),
+        (Differential, 12),
+        (Differential, 16),
+    ];
+    for (kind, day) in days {
+        let queued = format!("2026-11-{day}T03:00:00Z");
+        let created = format!("2026-11-{day}T03:01:00Z");
+        let like = extract_like("Users", kind, &queued, &created, scratch.join("unused"));
+        let user = day.to_string();
+        let csv = csv_with_catalog_header("Users", &[&[("UserId", &user), ("UserName", "u")]]);
+        archive.add_bytes(&like, &zip_of(&[(&like.csv_entry, csv.as_bytes())]));
+    }
+}
+
+#[test]
+fn a_hole_in_the_differentials_is_a_gap_in_status_and_in_the_log() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut archive = TestArchive::new();
+    users_with_a_hole(&mut archive, scratch.path());
+    let db = pg::database();
+    let gap = "no differential between 2026-11-12T03:01:00Z and 2026-11-16T03:01:00Z (96 hours)";
+
+    let run = load(&archive, db.url(), &[]);
+    assert_exit(&run, 0);
+    let log = stderr(&run);
+    assert!(log.contains(&format!("Users: gap: {gap}")), "{log}");
+
+    let statuses = status_json(&archive, db.url(), &[]);
+    let users = status_of(&statuses, "Users");
+    assert_eq!(users["gaps"], serde_json::json!([gap]), "{users}");
+    assert_eq!(users["pending"], 0, "{users}");
+    assert_eq!(users["newest_extract"], "2026-11-16T03:01:00Z", "{users}");
+    let newest: chrono::DateTime<chrono::Utc> = "2026-11-16T03:01:00Z".parse().unwrap();
+    let hours = (chrono::Utc::now() - newest).num_minutes() as f64 / 60.0;
+    let age = users["newest_extract_age_hours"].as_f64().unwrap();
+    assert!(
+        (age - hours).abs() < 1.0,
+        "age {age}, expected about {hours}"
+    );
+
+    // A cadence longer than the hole reports nothing.
+    let statuses = status_json(&archive, db.url(), &["--max-gap-hours", "100"]);
+    assert_eq!(status_of(&statuses, "Users")["gaps"], serde_json::json!([]));
 }
 
 #[test]
