@@ -1,4 +1,4 @@
-//! The catalog's DDL against a real PostgreSQL (issue 4): every entry's DDL
+//! The catalog's DDL against a real PostgreSQL: every entry's DDL
 //! applies, a generated extract of every current data set loads without a
 //! type error and equals the oracle, and the naming rule gives the columns
 //! D2L's sample queries use.
