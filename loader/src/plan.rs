@@ -252,7 +252,8 @@ fn find_gaps(
     let mut gaps = Vec::new();
     let mut previous: Option<DateTime<Utc>> = None;
     for created in differentials {
-        let start = previous.unwrap_or(base_created);
+        // The baseline full covers whatever came before it.
+        let start = previous.map_or(base_created, |p| p.max(base_created));
         if created > base_created && created - start > max_gap {
             gaps.push(format!(
                 "no differential between {} and {} ({} hours)",
@@ -484,5 +485,18 @@ mod tests {
         );
         assert_eq!(plan.gaps.len(), 1, "{:?}", plan.gaps);
         assert!(plan.gaps[0].contains("72 hours"), "{:?}", plan.gaps);
+    }
+
+    #[test]
+    fn a_hole_before_the_baseline_full_is_no_gap() {
+        let extracts = vec![differential(5), full(10), differential(11)];
+        let plan = plan_dataset(
+            &extracts,
+            &[],
+            &LedgerState::default(),
+            true,
+            Default::default(),
+        );
+        assert_eq!(plan.gaps, Vec::<String>::new());
     }
 }
