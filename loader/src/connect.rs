@@ -85,10 +85,10 @@ impl Database {
         if config.get_application_name().is_none() {
             config.application_name("bds-load");
         }
-        if config.get_password().is_none() {
-            if let Some(password) = password_from_environment(&config) {
-                config.password(password);
-            }
+        if config.get_password().is_none()
+            && let Some(password) = password_from_environment(&config)
+        {
+            config.password(password);
         }
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
