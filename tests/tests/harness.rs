@@ -168,3 +168,70 @@ async fn buckets_are_isolated_and_prefixes_work() {
             .any(|(k, v)| k == "AWS_ENDPOINT_URL" && v == s3::server())
     );
 }
+
+/// Started by `services_stop_when_the_test_process_ends` in a process of
+/// its own: starts both services, prints where they are, and exits.
+#[test]
+#[ignore = "the child process of services_stop_when_the_test_process_ends"]
+fn child_starts_both_services_and_exits() {
+    let db = pg::database();
+    let cluster = pg::ca_file().expect("a throwaway cluster");
+    let port = db
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    println!("pg_port={port}");
+    println!("pg_dir={}", cluster.parent().unwrap().display());
+    let endpoint = s3::server();
+    println!("s3_port={}", endpoint.rsplit(':').next().unwrap());
+    // Leaves without dropping anything, as a killed test process would.
+    std::process::exit(0);
+}
+
+/// When a test process ends, its watchdogs stop PostgreSQL and the S3
+/// server and remove the cluster's folder.
+#[test]
+fn services_stop_when_the_test_process_ends() {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_starts_both_services_and_exits"])
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .env_remove(pg::DATABASE_URL_VAR)
+        .env_remove("BDS_TEST_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child: {stdout}");
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.split_once(&format!("{name}=")).map(|(_, value)| value))
+            .unwrap_or_else(|| panic!("child printed no {name}: {stdout}"))
+            .to_string()
+    };
+    let (pg_port, s3_port) = (field("pg_port"), field("s3_port"));
+    let pg_dir = std::path::PathBuf::from(field("pg_dir"));
+
+    let listening = |port: &str| TcpStream::connect(format!("127.0.0.1:{port}")).is_ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (listening(&pg_port) || listening(&s3_port) || pg_dir.exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !listening(&pg_port),
+        "PostgreSQL still listens on {pg_port}"
+    );
+    assert!(
+        !listening(&s3_port),
+        "the S3 server still listens on {s3_port}"
+    );
+    assert!(!pg_dir.exists(), "{} is still there", pg_dir.display());
+}
