@@ -655,6 +655,40 @@ mod tests {
     }
 
     #[test]
+    fn a_flipped_byte_in_a_stored_entry_is_a_crc_mismatch() {
+        // Stored data has no deflate framing that could break first: only
+        // the CRC tells the flipped byte apart from the real one.
+        let data = rows(2_000);
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let bytes = zip_with(&data, stored);
+        let honest = stream(&bytes, 4096, Limits::default()).unwrap();
+        let data_start = usize::try_from(honest.data_start).unwrap();
+        let mut flipped = bytes.clone();
+        flipped[data_start + data.len() / 2] ^= 0x01;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &flipped).unwrap();
+
+        let is_crc_mismatch = |err: &VerifyError| match err {
+            VerifyError::Corrupt { source, .. } => {
+                source.to_string().to_ascii_lowercase().contains("checksum")
+            }
+            _ => false,
+        };
+        let err = verify_zip(file.path(), Limits::default()).unwrap_err();
+        assert!(is_crc_mismatch(&err), "{err:?}");
+
+        // The stream follows the stored entry to its end, sizes and all, but
+        // the CRC it computes is the flipped data's, which the central
+        // directory does not declare; the full check then names the fault.
+        let seen = stream(&flipped, 4096, Limits::default()).unwrap();
+        assert_eq!(seen.uncompressed, honest.uncompressed);
+        assert_ne!(seen.crc32, honest.crc32);
+        let err = verify_zip_streamed(file.path(), Limits::default(), Some(seen)).unwrap_err();
+        assert!(is_crc_mismatch(&err), "{err:?}");
+    }
+
+    #[test]
     fn the_stream_stops_inflating_a_bomb() {
         let bytes = zip_with(&vec![b'0'; 10 << 20], SimpleFileOptions::default());
         let limits = Limits {
