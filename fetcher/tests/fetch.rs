@@ -16,6 +16,7 @@ use bds_tests::fakehub::{FakeHub, Fault, FaultKind, FaultTarget, HubConfig, Rout
 use bds_tests::harness::s3;
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
+use zip::CompressionMethod;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bds-fetch");
 const NOW: &str = "2026-03-04T12:00:00Z";
@@ -172,7 +173,14 @@ fn history(dir: &Path, now: DateTime<Utc>) -> Vec<ExtractFile> {
         for day in 0..8 {
             let queued = now - chrono::Duration::days(8 - day) + chrono::Duration::hours(1);
             if day % 7 == 0 {
-                files.push(make_extract(dir, dataset, ExtractKind::Full, queued, 600));
+                files.push(make_extract(
+                    dir,
+                    dataset,
+                    ExtractKind::Full,
+                    queued,
+                    600,
+                    CompressionMethod::Deflated,
+                ));
             }
             if day > 0 {
                 files.push(make_extract(
@@ -181,6 +189,7 @@ fn history(dir: &Path, now: DateTime<Utc>) -> Vec<ExtractFile> {
                     ExtractKind::Differential,
                     queued,
                     40,
+                    CompressionMethod::Deflated,
                 ));
             }
         }
@@ -188,13 +197,15 @@ fn history(dir: &Path, now: DateTime<Utc>) -> Vec<ExtractFile> {
     files
 }
 
-/// Writes one extract zip with `rows` rows of made-up data.
+/// Writes one extract zip with `rows` rows of made-up data, its CSV entry
+/// compressed by `method`.
 fn make_extract(
     dir: &Path,
     dataset: &bds_common::catalog::Dataset,
     kind: ExtractKind,
     queued: DateTime<Utc>,
     rows: usize,
+    method: CompressionMethod,
 ) -> ExtractFile {
     use std::io::Write;
 
@@ -216,7 +227,7 @@ fn make_extract(
         queued.timestamp()
     ));
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let options = zip::write::SimpleFileOptions::default();
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
     zip.start_file(csv_entry.as_str(), options).unwrap();
     zip.write_all(csv.as_bytes()).unwrap();
     zip.finish().unwrap();
@@ -311,6 +322,88 @@ fn every_extract_is_archived_once_into_a_local_folder() {
 #[test]
 fn every_extract_is_archived_once_into_s3() {
     archive_once_then_nothing(&Setup::s3(HubConfig::default()));
+}
+
+#[test]
+fn an_extract_over_8_mib_goes_to_s3_in_parts_and_arrives_whole() {
+    let mut setup = Setup::s3(HubConfig::default());
+    // Stored, not deflated, so that the zip itself is as large as its CSV:
+    // about 9.4 MiB, one whole part of 8 MiB and a short last one.
+    let users = Catalog::builtin().find("Users").unwrap();
+    let queued = time(NOW) - chrono::Duration::hours(6);
+    let zips = setup.dir.path().join("large");
+    std::fs::create_dir_all(&zips).unwrap();
+    let large = make_extract(
+        &zips,
+        users,
+        ExtractKind::Full,
+        queued,
+        140_000,
+        CompressionMethod::Stored,
+    );
+    assert!(
+        large.size > 9 << 20 && large.size < 16 << 20,
+        "{} bytes",
+        large.size
+    );
+    setup.hub.add_extract(large.clone());
+    setup.files.push(large.clone());
+
+    // Byte-identical objects, a second run that downloads nothing, verify
+    // clean.
+    archive_once_then_nothing(&setup);
+
+    // S3 gives an object uploaded in parts an ETag ending in `-{parts}`;
+    // without it, the test would pass through the single PUT path.
+    let key = large.record(0).key;
+    let etag = s3_etag(&setup, &key);
+    assert!(etag.trim_matches('"').ends_with("-2"), "{key}: ETag {etag}");
+}
+
+/// The ETag of the object at `key` of the setup's S3 archive.
+fn s3_etag(setup: &Setup, key: &str) -> String {
+    use object_store::ObjectStoreExt;
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+
+    let rest = setup.archive.strip_prefix("s3://").expect("an S3 archive");
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+    for (name, value) in &setup.aws_env {
+        if let Ok(config) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(config, value);
+        }
+    }
+    let store = builder.build().unwrap();
+    let path = object_store::path::Path::from(format!("{prefix}/{key}"));
+    let meta = block_on(store.head(&path)).unwrap();
+    meta.e_tag.expect("S3 gives every object an ETag")
+}
+
+#[test]
+fn the_dataset_list_is_followed_across_pages() {
+    // Two data sets a page for three: the third one is only on the page
+    // the first page's `Next` bookmark leads to.
+    let config = HubConfig {
+        page_size: 2,
+        ..HubConfig::default()
+    };
+    let setup = Setup::local(config);
+    let datasets: std::collections::HashSet<_> = setup.files.iter().map(|f| &f.dataset).collect();
+    assert!(datasets.len() > setup.hub.config().page_size);
+
+    let output = setup.run(&[]);
+    assert_eq!(output.status.code(), Some(0));
+    setup.assert_archive_complete();
+    let next_pages = setup
+        .hub
+        .api_requests()
+        .iter()
+        .filter(|r| {
+            let path = r.path.to_ascii_lowercase();
+            path.contains("/datasets/bds?") && path.contains("bookmark=")
+        })
+        .count();
+    assert_eq!(next_pages, 1, "the second page of data sets was asked for");
 }
 
 /// 429, 500, 503, truncated and reset bodies: the run still ends complete,
