@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bds_tests::ExtractFile;
 use bds_tests::fakehub::{Fault, FaultKind, FaultTarget, HubConfig, RouteClass};
 use bds_tests::harness::s3;
 use bds_tests::reliability::FetchScene;
@@ -43,8 +44,10 @@ fn no_authorization_at_storage(scene: &FetchScene) {
     );
 }
 
-/// The first run's outcome is acceptable, and a rerun without faults
-/// completes the archive.
+/// For faults retrying cannot be sure to get past (see
+/// [`retries_get_past`]): the first run ends without a crash and leaves a
+/// sound archive (a refused token is kept for the next run), and a rerun
+/// without faults completes the archive.
 fn settle(scene: &FetchScene, first: &Output, what: &str) {
     let code = first.status.code();
     assert!(
@@ -68,6 +71,72 @@ fn settle(scene: &FetchScene, first: &Output, what: &str) {
     let rerun = scene.run(&[]);
     assert_eq!(rerun.status.code(), Some(0), "{what}: the rerun failed");
     scene.assert_complete();
+}
+
+/// For faults retrying is sure to get past: the first run alone completes
+/// the archive.
+fn retried_through(scene: &FetchScene, first: &Output, what: &str) {
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{what}: fewer failures than attempts, yet the run did not complete"
+    );
+    no_authorization_at_storage(scene);
+    scene.assert_complete();
+}
+
+/// Attempts bds-fetch makes per unit by default (`--retry-attempts`).
+const ATTEMPTS: u32 = 6;
+
+/// Whether the faults make an attempt fail (a slow body only takes longer,
+/// a wrong `DownloadSize` is only a hint).
+fn fails_an_attempt(kind: FaultKind) -> bool {
+    !matches!(
+        kind,
+        FaultKind::SlowBody { .. } | FaultKind::WrongDownloadSize
+    )
+}
+
+/// Whether retrying is sure to get the first run past all of `faults`:
+/// none of them is beyond retrying, and no unit bds-fetch retries as a
+/// whole (the token exchange, one listing request, one extract's redirect
+/// and download) can meet as many failing firings as it has attempts. The
+/// count is a bound: a route class's fault may fire on any request of the
+/// class, so all of its firings are charged to every unit using the class.
+fn retries_get_past(faults: &[Fault], files: &[ExtractFile]) -> bool {
+    let beyond_retrying = faults.iter().any(|f| match f.target {
+        // A token answer cut short was still received: the server has
+        // spent the refresh token (see crash.rs).
+        FaultTarget::Route(RouteClass::Token) => !is_status(f.kind),
+        // A listing with a flipped byte arrives whole with 200 and is not
+        // JSON; bds-fetch takes that for a change of the API and does not
+        // ask again (over TLS, a real answer is not damaged in transit).
+        FaultTarget::Route(RouteClass::List) => matches!(f.kind, FaultKind::CorruptByte { .. }),
+        _ => false,
+    });
+    let failing = |applies: &dyn Fn(&FaultTarget) -> bool| -> u32 {
+        faults
+            .iter()
+            .filter(|f| fails_an_attempt(f.kind) && applies(&f.target))
+            .map(|f| f.times)
+            .sum()
+    };
+    let route = |class| move |t: &FaultTarget| *t == FaultTarget::Route(class);
+    let token = failing(&route(RouteClass::Token));
+    let listing = failing(&route(RouteClass::List));
+    let download = files
+        .iter()
+        .map(|file| {
+            let own = FaultTarget::extract(file);
+            failing(&|t: &FaultTarget| {
+                *t == own
+                    || *t == FaultTarget::Route(RouteClass::DownloadRedirect)
+                    || *t == FaultTarget::Route(RouteClass::Storage)
+            })
+        })
+        .max()
+        .unwrap_or(0);
+    !beyond_retrying && token.max(listing).max(download) < ATTEMPTS
 }
 
 fn is_status(kind: FaultKind) -> bool {
@@ -95,9 +164,11 @@ fn kinds() -> Vec<FaultKind> {
 }
 
 /// Every fault kind twice in a row on every route class and on one
-/// extract's download: retried into a complete archive, or failed clearly
-/// and completed by a rerun. Body faults on the token route are left out:
-/// a token answer cut short spends the token on the server (see crash.rs).
+/// extract's download, fewer times than bds-fetch tries: retried into a
+/// complete archive by the first run, unless the fault is beyond retrying,
+/// when the run fails clearly and a rerun completes the archive. Body
+/// faults on the token route are left out: a token answer cut short spends
+/// the token on the server (see crash.rs).
 #[test]
 fn every_fault_alone_on_every_route_then_rerun_completes() {
     let mut scene = FetchScene::local(HubConfig::default(), SETS, 100);
@@ -124,16 +195,19 @@ fn every_fault_alone_on_every_route_then_rerun_completes() {
                 FaultKind::SlowBody { .. } => 1,
                 _ => 2,
             };
-            scene
-                .hub
-                .inject(Fault::once(target.clone(), kind).times(times));
+            let fault = Fault::once(target.clone(), kind).times(times);
+            let curable = retries_get_past(std::slice::from_ref(&fault), &scene.files);
+            scene.hub.inject(fault);
             let first = scene.run(&["--concurrency", "3"]);
             let what = format!("{kind:?} on {target:?}");
             if first.status.code() == Some(0) && kind != FaultKind::WrongDownloadSize {
                 assert_eq!(scene.hub.armed_faults(), 0, "{what}: did not fire");
             }
             injected += times;
-            settle(&scene, &first, &what);
+            match curable {
+                true => retried_through(&scene, &first, &what),
+                false => settle(&scene, &first, &what),
+            }
         }
     }
     eprintln!("fault cases: {case}, faults injected: {injected}");
@@ -176,14 +250,17 @@ fn a_persistent_fault_fails_one_extract_and_a_rerun_completes_it() {
 }
 
 /// Random mixes of faults on random targets (seeded, so a failure can be
-/// replayed): the first run ends sound, the rerun complete.
+/// replayed): a mix that retrying is sure to get past is archived by the
+/// first run; otherwise the first run ends sound and the rerun complete.
 #[test]
 fn mixed_faults_at_random_then_rerun_completes() {
     let mut scene = FetchScene::local(HubConfig::default(), SETS, 100);
     let mut injected = 0;
+    let mut retried = 0;
     for seed in 1..=4u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
         reset(&mut scene, 200 + seed as usize);
+        let mut mix = Vec::new();
         for _ in 0..8 {
             let kinds = kinds();
             let kind = kinds[rng.usize(..kinds.len())];
@@ -194,13 +271,26 @@ fn mixed_faults_at_random_then_rerun_completes() {
                 _ => FaultTarget::extract(&scene.files[rng.usize(..scene.files.len())]),
             };
             let times = rng.u32(1..=3);
-            scene.hub.inject(Fault::once(target, kind).times(times));
+            mix.push(Fault::once(target, kind).times(times));
             injected += times;
         }
+        for fault in &mix {
+            scene.hub.inject(fault.clone());
+        }
         let first = scene.run(&["--concurrency", "4"]);
-        settle(&scene, &first, &format!("seed {seed}"));
+        let what = format!("seed {seed}: {mix:?}");
+        // Most mixes charge one download more firings than it has attempts
+        // (the bound is generous), so only some are held to a first run
+        // that completes.
+        match retries_get_past(&mix, &scene.files) {
+            true => {
+                retried_through(&scene, &first, &what);
+                retried += 1;
+            }
+            false => settle(&scene, &first, &what),
+        }
     }
-    eprintln!("faults injected: {injected}");
+    eprintln!("faults injected: {injected}, mixes retried through: {retried}");
 }
 
 /// The scene archiving into a fresh bucket through a proxy in front of the
