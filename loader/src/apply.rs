@@ -41,12 +41,14 @@ pub struct Source<'a> {
     pub runtime: &'a Runtime,
 }
 
-/// Applies `step` to the table of `spec`.
+/// Applies `step` to the table of `spec`; with `rebuild`, a full builds the
+/// table afresh instead of keeping the columns the table has.
 pub fn apply_step(
     client: &mut Client,
     source: Source<'_>,
     spec: &TableSpec,
     step: &Step,
+    rebuild: bool,
 ) -> Result<(), LoadError> {
     let record = step.record();
     let label = ExtractLabel::of(record);
@@ -72,7 +74,7 @@ pub fn apply_step(
     let header = read::read_header(&extract, &label)?;
     let mut tx = begin(client, &label)?;
     let outcome = match step {
-        Step::Full(_) => replace::load_full(&mut tx, spec, &extract, &header, &label)?,
+        Step::Full(_) => replace::load_full(&mut tx, spec, &extract, &header, &label, rebuild)?,
         _ => upsert::apply_differential(&mut tx, spec, &extract, &header, &label)?,
     };
     write_ledger(&mut tx, spec, record, Outcome::Applied, &outcome, started)?;

@@ -103,7 +103,9 @@ pub struct RunArgs {
     /// date meaning its midnight UTC): the database as it was then.
     #[arg(long, value_name = "TIMESTAMP")]
     pub as_of: Option<String>,
-    /// Reload every data set from its latest full, then its differentials.
+    /// Reload every data set from its latest full, then its differentials,
+    /// each table built afresh (columns only from the catalog and the
+    /// extracts).
     #[arg(long)]
     pub rebuild: bool,
     /// Print the plan on standard output and change nothing.

@@ -86,6 +86,9 @@ pub struct DatasetPlan {
     pub steps: Vec<Step>,
     /// Why the table is reloaded from a full, when it is.
     pub reload_reason: Option<String>,
+    /// `--rebuild`: the full builds the table from the catalog and the
+    /// extract's header, dropping columns only earlier extracts had.
+    pub rebuild: bool,
     /// Things the user should know (nothing to start from, `--as-of` before
     /// any full).
     pub notes: Vec<String>,
@@ -140,6 +143,7 @@ pub fn plan_dataset(
     };
     if let (Some(reason), Some(full)) = (reload, target_full) {
         plan.reload_reason = Some(reason);
+        plan.rebuild = options.rebuild;
         plan.steps.push(Step::Full(full.clone()));
     }
 

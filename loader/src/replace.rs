@@ -26,16 +26,23 @@ use crate::read::{ColumnMatch, LocalExtract, match_columns};
 /// SQLSTATE of a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Replaces the table of `spec` with the rows of `extract`.
+/// Replaces the table of `spec` with the rows of `extract`. The new table
+/// keeps the columns of the old one (a column no longer in the extracts is
+/// NULL), unless `rebuild`: then its columns are the catalog's and the
+/// extract's only.
 pub fn load_full(
     tx: &mut Transaction<'_>,
     spec: &TableSpec,
     extract: &LocalExtract,
     header: &[String],
     label: &ExtractLabel,
+    rebuild: bool,
 ) -> Result<LoadOutcome, LoadError> {
     let existing = describe_table(tx, &spec.schema, &spec.table)?;
-    let base = existing.clone().unwrap_or_else(|| spec.columns.clone());
+    let base = match &existing {
+        Some(columns) if !rebuild => columns.clone(),
+        _ => spec.columns.clone(),
+    };
     let matched = match_columns(header, &base, spec, label)?;
     warn_missing(spec, &matched, label);
 
@@ -45,7 +52,7 @@ pub fn load_full(
     let mut columns = base;
     // A table created from the header alone (columns unknown) has nothing
     // to warn about; any other new column is news.
-    let from_header_alone = existing.is_none() && spec.columns.is_empty();
+    let from_header_alone = (existing.is_none() || rebuild) && spec.columns.is_empty();
     if !from_header_alone {
         for c in &matched.added {
             tracing::warn!(

@@ -345,7 +345,7 @@ fn load_dataset(
         }
     };
     for (done, step) in plan.steps.iter().enumerate() {
-        if let Err(e) = apply_step(&mut client, source, &work.spec, step) {
+        if let Err(e) = apply_step(&mut client, source, &work.spec, step, plan.rebuild) {
             let message = crate::error_chain(&e);
             let left = plan.steps.len() - done - 1;
             tracing::error!(

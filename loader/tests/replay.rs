@@ -102,9 +102,34 @@ fn incremental_runs_equal_one_run_and_rebuild_equals_both() {
     let mut client = db.client();
     assert_all_match(&mut client, &history);
 
+    // A column no extract has (as after a major version removed it) goes
+    // with --rebuild; the user's own index on a kept column stays.
+    client
+        .batch_execute(
+            "ALTER TABLE users ADD COLUMN legacy_col text; \
+             CREATE INDEX users_by_name ON users (user_name)",
+        )
+        .unwrap();
     let rebuilt = load(&archive, db.url(), &["--rebuild"]);
     assert_exit(&rebuilt, 0);
     assert_all_match(&mut client, &history);
+    let legacy: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name = 'legacy_col'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(legacy, 0, "--rebuild kept a column no extract has");
+    let index: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_by_name'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(index, 1, "--rebuild lost the user's index");
 }
 
 #[test]
