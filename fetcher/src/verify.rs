@@ -110,6 +110,12 @@ pub async fn audit(settings: Settings) -> anyhow::Result<Outcome> {
         .await
         .context("cannot read the manifest")?;
     let audit = audit_archive(&archive, &manifest, settings.concurrency).await?;
+    if audit.checked == 0 && audit.findings.is_empty() {
+        tracing::warn!(
+            "the archive records no extract: nothing has been fetched into it yet, or \
+             --archive points somewhere else"
+        );
+    }
 
     if settings.json {
         crate::print_line(serde_json::to_string_pretty(&audit)?);

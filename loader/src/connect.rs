@@ -113,7 +113,17 @@ impl Database {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
         }
-        .map_err(|e| LoadError::db(context(), e))?;
+        .map_err(|e| match asks_for_password(&e) {
+            true => LoadError::Config {
+                problem: format!(
+                    "{} asks for a password and none was given: put it in the connection \
+                     string, in PGPASSWORD or in a private password file (~/.pgpass, or \
+                     PGPASSFILE)",
+                    self.display
+                ),
+            },
+            false => LoadError::db(context(), e),
+        })?;
         client
             .batch_execute("SET TIME ZONE 'UTC'")
             .map_err(|e| LoadError::db(context(), e))?;
@@ -124,6 +134,19 @@ impl Database {
         check_server_version(&version, &self.display)?;
         Ok(client)
     }
+}
+
+/// Whether connecting failed because the server wants a password and none
+/// was given (the cause sits under a generic configuration error).
+fn asks_for_password(error: &postgres::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        if e.to_string().contains("password missing") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The oldest server bds-load works with: keys with nullable columns need

@@ -96,6 +96,12 @@ pub fn read_archive(location: &str, runtime: &Runtime) -> Result<(Archive, Manif
     let manifest = runtime
         .block_on(Manifest::read(&archive))
         .map_err(LoadError::Manifest)?;
+    if manifest.extracts.is_empty() {
+        tracing::warn!(
+            "the archive {location} records no extract: nothing has been fetched into it \
+             yet, or --archive points somewhere else"
+        );
+    }
     Ok((archive, manifest))
 }
 
