@@ -180,12 +180,36 @@ pub fn add_columns(
 }
 
 /// Warns about table columns the extract lacks (they become NULL).
+///
+/// A history replayed from before a column appeared would repeat the same
+/// warning for every extract: it is a warning once per table and set of
+/// columns in a process, then a debug line.
 pub fn warn_missing(spec: &TableSpec, matched: &ColumnMatch, label: &ExtractLabel) {
-    if !matched.missing.is_empty() {
+    static WARNED: std::sync::Mutex<Vec<(String, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+    if matched.missing.is_empty() {
+        return;
+    }
+    let seen = (spec.table.clone(), matched.missing.clone());
+    let first = {
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !warned.contains(&seen);
+        if first {
+            warned.push(seen);
+        }
+        first
+    };
+    let columns = matched.missing.join(", ");
+    if first {
         tracing::warn!(
             dataset = %spec.dataset,
-            "{label}: the extract lacks column(s) {} of table {}: NULL for its rows",
-            matched.missing.join(", "),
+            "{label}: the extract lacks column(s) {columns} of table {}: NULL for its rows \
+             (said once a run; later extracts at debug level)",
+            spec.table
+        );
+    } else {
+        tracing::debug!(
+            dataset = %spec.dataset,
+            "{label}: the extract lacks column(s) {columns} of table {}",
             spec.table
         );
     }

@@ -51,7 +51,7 @@ pub struct LogArgs {
     /// More log detail (-v decisions, -vv per chunk).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Only warnings and errors.
+    /// Only warnings and errors (-qq: errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
 }

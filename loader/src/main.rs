@@ -129,7 +129,8 @@ fn write_stdout(
 fn init_logging(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let ours = match (args.quiet, args.verbose) {
-        (q, _) if q > 0 => "warn",
+        (q, _) if q > 1 => "error",
+        (1, _) => "warn",
         (_, 0) => "info",
         (_, 1) => "debug",
         _ => "trace",

@@ -110,8 +110,9 @@ fn incremental_runs_equal_one_run_and_rebuild_equals_both() {
              CREATE INDEX users_by_name ON users (user_name)",
         )
         .unwrap();
-    let rebuilt = load(&archive, db.url(), &["--rebuild"]);
+    let rebuilt = load(&archive, db.url(), &["--rebuild", "-qq"]);
     assert_exit(&rebuilt, 0);
+    assert_eq!(stderr(&rebuilt), "", "-qq prints errors only");
     assert_all_match(&mut client, &history);
     let legacy: i64 = client
         .query_one(
