@@ -80,6 +80,12 @@ impl Catalog {
         })
     }
 
+    /// The catalog's data set name nearest to `wanted`, when `wanted` names
+    /// none and is close enough to be a typo of one (see [`closest_name`]).
+    pub fn suggest(&self, wanted: &str) -> Option<&str> {
+        closest_name(wanted, self.datasets.iter().map(|d| d.name.as_str()))
+    }
+
     /// The data set one of whose plugins has this id.
     pub fn by_plugin(&self, plugin_id: &str) -> Option<&Dataset> {
         self.datasets.iter().find(|d| {
@@ -150,6 +156,52 @@ pub fn snake_case(name: &str) -> String {
     words.join("_")
 }
 
+/// The candidate nearest to `wanted`, compared case-insensitively, if it is
+/// close enough to be a typo: at most one edit for every four characters
+/// (one to three), where an edit inserts, deletes or replaces a character
+/// or swaps two neighbours.
+pub fn closest_name<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let wanted = wanted.trim().to_lowercase();
+    let limit = (wanted.chars().count() / 4).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|name| (typo_distance(&wanted, &name.to_lowercase()), name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Edits between two strings, by characters: insertions, deletions,
+/// replacements and swaps of neighbours (optimal string alignment).
+fn typo_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for (i, row) in d.chunks_mut(width).enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[..width].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
+        }
+    }
+    d[a.len() * width + b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +242,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn typos_get_the_nearest_name() {
+        let catalog = Catalog::builtin();
+        assert_eq!(catalog.suggest("Usres"), Some("Users"));
+        assert_eq!(catalog.suggest("usres"), Some("Users"));
+        assert_eq!(catalog.suggest("Userss"), Some("Users"));
+        assert_eq!(catalog.suggest("Grade Reslts"), Some("Grade Results"));
+        assert_eq!(catalog.suggest("Quizzes and Exams"), None);
+        assert_eq!(typo_distance("ab", "ba"), 1);
+        assert_eq!(typo_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -149,31 +149,8 @@ impl Filter {
 /// The offered data set name nearest to a `--dataset` that matched none,
 /// if one is close enough to be a typo of it.
 fn closest_name(wanted: &str, schemas: &[SchemaInfo]) -> Option<String> {
-    let wanted = wanted.trim().to_lowercase();
-    let limit = (wanted.chars().count() / 4).clamp(1, 3);
-    schemas
-        .iter()
-        .map(|s| naming(s).0)
-        .map(|name| (edit_distance(&wanted, &name.to_lowercase()), name))
-        .filter(|(distance, _)| *distance <= limit)
-        .min()
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance between two strings, by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
+    let names: Vec<String> = schemas.iter().map(|s| naming(s).0).collect();
+    bds_common::catalog::closest_name(wanted, names.iter().map(String::as_str)).map(str::to_string)
 }
 
 /// Reads every page starting at `first`.
@@ -220,8 +197,9 @@ pub async fn discover(
         if !schemas.iter().any(|s| one.selects(s)) {
             let reason = match closest_name(wanted, &schemas) {
                 Some(name) => format!("the site offers no such data set (did you mean {name:?}?)"),
-                None => "the site offers no such data set (a dry run without --dataset lists \
-                         the names it offers)"
+                None => "the site offers no such data set (give its name as D2L spells it, \
+                         e.g. \"Grade Results\", its table name or its schema id; the README \
+                         lists the current data sets)"
                     .to_string(),
             };
             tracing::error!(dataset = %wanted, "{reason}");
@@ -472,8 +450,10 @@ mod tests {
             Some("Organizational Units")
         );
         assert_eq!(suggest("Users"), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(
+            suggest("Organizational Untis").as_deref(),
+            Some("Organizational Units")
+        );
     }
 
     fn offer_at(kind: ExtractKind, created: &str) -> Offer {

@@ -307,7 +307,10 @@ pub fn schema_ddl(
             .iter()
             .map(|name| {
                 catalog.find(name).ok_or_else(|| LoadError::Config {
-                    problem: format!("data set {name:?} is not in the catalog"),
+                    problem: format!(
+                        "data set {name:?} is not in the catalog{}",
+                        crate::run::did_you_mean(name)
+                    ),
                 })
             })
             .collect::<Result<_, _>>()?

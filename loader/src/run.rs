@@ -154,7 +154,10 @@ pub fn group(
         }
         if Catalog::builtin().find(name).is_none() {
             return Err(LoadError::Config {
-                problem: format!("data set {name:?} is neither archived nor in the catalog"),
+                problem: format!(
+                    "data set {name:?} is neither archived nor in the catalog{}",
+                    did_you_mean(name)
+                ),
             });
         }
         tracing::warn!("data set {name:?}: no extract archived yet");
@@ -362,6 +365,14 @@ fn load_dataset(
         }
     }
     (plan.steps.len(), None)
+}
+
+/// ` (did you mean "Users"?)` for a name close to a catalog data set.
+pub fn did_you_mean(name: &str) -> String {
+    Catalog::builtin()
+        .suggest(name)
+        .map(|near| format!(" (did you mean {near:?}?)"))
+        .unwrap_or_default()
 }
 
 /// Default gap threshold: a little over a day, for daily differentials.
