@@ -52,7 +52,11 @@ fn schema_of_one_dataset_is_printed_alone() {
 
     let unknown = bds_load(&["schema", "--dataset", "No Such Thing"]);
     assert_exit(&unknown, 2);
-    assert!(!stderr(&unknown).contains("did you mean"), "{}", stderr(&unknown));
+    assert!(
+        !stderr(&unknown).contains("did you mean"),
+        "{}",
+        stderr(&unknown)
+    );
 
     let typo = bds_load(&["schema", "--dataset", "Usres"]);
     assert_exit(&typo, 2);
