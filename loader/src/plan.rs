@@ -477,30 +477,22 @@ mod tests {
         assert_eq!(plan.notes.len(), 1);
     }
 
+    /// The gaps a first run would report for `extracts`.
+    fn gaps_of(extracts: &[ExtractRecord]) -> Vec<String> {
+        let fresh = LedgerState::default();
+        plan_dataset(extracts, &[], &fresh, true, Default::default()).gaps
+    }
+
     #[test]
     fn gaps_longer_than_the_cadence_are_reported() {
-        let extracts = vec![full(8), differential(9), differential(12)];
-        let plan = plan_dataset(
-            &extracts,
-            &[],
-            &LedgerState::default(),
-            true,
-            Default::default(),
-        );
-        assert_eq!(plan.gaps.len(), 1, "{:?}", plan.gaps);
-        assert!(plan.gaps[0].contains("72 hours"), "{:?}", plan.gaps);
+        let gaps = gaps_of(&[full(8), differential(9), differential(12)]);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains("72 hours"), "{gaps:?}");
     }
 
     #[test]
     fn a_hole_before_the_baseline_full_is_no_gap() {
-        let extracts = vec![differential(5), full(10), differential(11)];
-        let plan = plan_dataset(
-            &extracts,
-            &[],
-            &LedgerState::default(),
-            true,
-            Default::default(),
-        );
-        assert_eq!(plan.gaps, Vec::<String>::new());
+        let gaps = gaps_of(&[differential(5), full(10), differential(11)]);
+        assert_eq!(gaps, Vec::<String>::new());
     }
 }

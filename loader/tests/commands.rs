@@ -122,7 +122,7 @@ fn dataset_option_loads_only_that_dataset_and_leaves_the_other_pending() {
 /// Users extracts made by hand, each queued at 03:00 and created at 03:01:
 /// a full on the 10th, differentials on the 11th, 12th and 16th (the 13th
 /// to the 15th are missing).
-fn users_with_a_hole(archive: &mut TestArchive, scratch: &std::path::Path) {
+fn users_with_a_hole(archive: &mut TestArchive) {
     let days = [
         (Full, 10),
         (Differential, 11),
@@ -132,18 +132,16 @@ fn users_with_a_hole(archive: &mut TestArchive, scratch: &std::path::Path) {
     for (kind, day) in days {
         let queued = format!("2026-11-{day}T03:00:00Z");
         let created = format!("2026-11-{day}T03:01:00Z");
-        let like = extract_like("Users", kind, &queued, &created, scratch.join("unused"));
         let user = day.to_string();
         let csv = csv_with_catalog_header("Users", &[&[("UserId", &user), ("UserName", "u")]]);
-        archive.add_bytes(&like, &zip_of(&[(&like.csv_entry, csv.as_bytes())]));
+        archive.add_csv("Users", kind, (&queued, &created), &csv);
     }
 }
 
 #[test]
 fn a_hole_in_the_differentials_is_a_gap_in_status_and_in_the_log() {
-    let scratch = tempfile::tempdir().unwrap();
     let mut archive = TestArchive::new();
-    users_with_a_hole(&mut archive, scratch.path());
+    users_with_a_hole(&mut archive);
     let db = pg::database();
     let gap = "no differential between 2026-11-12T03:01:00Z and 2026-11-16T03:01:00Z (96 hours)";
 

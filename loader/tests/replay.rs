@@ -4,29 +4,17 @@
 
 mod support;
 
-use bds_tests::generator::assert_table_matches;
+use bds_tests::generator::{REPLAY_CASES, assert_table_matches};
 use bds_tests::harness::pg;
 use support::*;
 
-/// Composite keys (Grade Results, User Enrollments), a timestamp in the key
-/// (Accommodations Profile Log), a nullable key column (Survey User
-/// Answers), soft deletes (Organizational Units, Grade Objects), hard
-/// deletes and duplicate keys in differentials (every keyed set), a keyless
-/// set (Question Relationships), and the 9.11 minor version adding a column
-/// (every set, four days before the end).
-const DATASETS: &[&str] = &[
-    "Users",
-    "Organizational Units",
-    "Grade Objects",
-    "Grade Results",
-    "User Enrollments",
-    "Survey User Answers",
-    "Accommodations Profile Log",
-    "Question Relationships",
-];
+/// Queued and created times of hand-written extracts: a full, then a
+/// differential the next day.
+const FULL_AT: (&str, &str) = ("2026-11-22T02:00:00Z", "2026-11-22T02:01:00Z");
+const DIFFERENTIAL_AT: (&str, &str) = ("2026-11-23T03:00:00Z", "2026-11-23T03:01:00Z");
 
 fn assert_all_match(client: &mut postgres::Client, history: &[bds_tests::ExtractFile]) {
-    for name in DATASETS {
+    for name in REPLAY_CASES {
         let expected = expected(name, history, None);
         assert_table_matches(client, "public", &expected.table, &expected);
     }
@@ -36,7 +24,7 @@ fn assert_all_match(client: &mut postgres::Client, history: &[bds_tests::Extract
 /// table is replaced or any row rewritten.
 fn fingerprint(client: &mut postgres::Client) -> Vec<String> {
     let mut out = Vec::new();
-    for name in DATASETS {
+    for name in REPLAY_CASES {
         let table = &dataset(name).table;
         let sql = format!(
             "SELECT pg_relation_filenode('public.{table}')::text || ':' || \
@@ -55,7 +43,7 @@ fn fingerprint(client: &mut postgres::Client) -> Vec<String> {
 #[test]
 fn eight_datasets_equal_the_oracle_and_a_second_run_changes_nothing() {
     let work = tempfile::tempdir().unwrap();
-    let history = histories(DATASETS, 400, work.path());
+    let history = histories(REPLAY_CASES, 400, work.path());
     let mut archive = TestArchive::new();
     archive.add(&history);
     let db = pg::database();
@@ -82,7 +70,7 @@ fn eight_datasets_equal_the_oracle_and_a_second_run_changes_nothing() {
 #[test]
 fn incremental_runs_equal_one_run_and_rebuild_equals_both() {
     let work = tempfile::tempdir().unwrap();
-    let history = histories(DATASETS, 300, work.path());
+    let history = histories(REPLAY_CASES, 300, work.path());
     let db = pg::database();
     let mut archive = TestArchive::new();
 
@@ -284,17 +272,9 @@ fn d2l_sample_queries_run_and_return_rows() {
             ]],
         ),
     ];
-    let csv_dir = tempfile::tempdir().unwrap();
     for (name, rows) in tables {
         let csv = csv_with_catalog_header(name, rows);
-        let like = extract_like(
-            name,
-            Full,
-            "2026-11-22T02:00:00Z",
-            "2026-11-22T02:01:00Z",
-            csv_dir.path().join("unused"),
-        );
-        archive.add_bytes(&like, &zip_of(&[(&like.csv_entry, csv.as_bytes())]));
+        archive.add_csv(name, Full, FULL_AT, &csv);
     }
     let db = pg::database();
     assert_exit(&load(&archive, db.url(), &[]), 0);
@@ -374,17 +354,9 @@ fn a_differential_rewrites_only_the_rows_it_changes() {
         let rows: Vec<&[(&str, &str)]> = rows.iter().map(Vec::as_slice).collect();
         csv_with_catalog_header("Users", &rows)
     };
-    let scratch = tempfile::tempdir().unwrap();
     let mut archive = TestArchive::new();
-    let full = extract_like(
-        "Users",
-        Full,
-        "2026-11-22T02:00:00Z",
-        "2026-11-22T02:01:00Z",
-        scratch.path().join("unused"),
-    );
     let first = csv(&[user("1", "same"), user("2", "old"), user("3", "kept")]);
-    archive.add_bytes(&full, &zip_of(&[(&full.csv_entry, first.as_bytes())]));
+    archive.add_csv("Users", Full, FULL_AT, &first);
     let db = pg::database();
     assert_exit(&load(&archive, db.url(), &[]), 0);
     let mut client = db.client();
@@ -401,23 +373,13 @@ fn a_differential_rewrites_only_the_rows_it_changes() {
     };
     let before = xmins(&mut client);
 
-    let differential = extract_like(
-        "Users",
-        Differential,
-        "2026-11-23T03:00:00Z",
-        "2026-11-23T03:01:00Z",
-        scratch.path().join("unused"),
-    );
     let changes = csv(&[
         user("1", "same"),
         user("2", "first try"),
         user("4", "new"),
         user("2", "new name"),
     ]);
-    archive.add_bytes(
-        &differential,
-        &zip_of(&[(&differential.csv_entry, changes.as_bytes())]),
-    );
+    archive.add_csv("Users", Differential, DIFFERENTIAL_AT, &changes);
     let run = load(&archive, db.url(), &[]);
     assert_exit(&run, 0);
     let after = xmins(&mut client);
@@ -462,28 +424,15 @@ fn a_differential_updates_the_row_whose_nullable_key_column_is_empty() {
         let rows: Vec<&[(&str, &str)]> = rows.iter().map(Vec::as_slice).collect();
         csv_with_catalog_header("Survey User Answers", &rows)
     };
-    let scratch = tempfile::tempdir().unwrap();
     let mut archive = TestArchive::new();
-    let full = extract_like(
-        "Survey User Answers",
-        Full,
-        "2026-11-22T02:00:00Z",
-        "2026-11-22T02:01:00Z",
-        scratch.path().join("unused"),
-    );
     let first = csv(&[answer("", "before", "1.5"), answer("5", "versioned", "3")]);
-    archive.add_bytes(&full, &zip_of(&[(&full.csv_entry, first.as_bytes())]));
-    let differential = extract_like(
+    archive.add_csv("Survey User Answers", Full, FULL_AT, &first);
+    let changes = csv(&[answer("", "after", "7.5")]);
+    archive.add_csv(
         "Survey User Answers",
         Differential,
-        "2026-11-23T03:00:00Z",
-        "2026-11-23T03:01:00Z",
-        scratch.path().join("unused"),
-    );
-    let changes = csv(&[answer("", "after", "7.5")]);
-    archive.add_bytes(
-        &differential,
-        &zip_of(&[(&differential.csv_entry, changes.as_bytes())]),
+        DIFFERENTIAL_AT,
+        &changes,
     );
     let db = pg::database();
     assert_exit(&load(&archive, db.url(), &[]), 0);

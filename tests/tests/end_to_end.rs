@@ -6,24 +6,9 @@
 use std::process::Command;
 
 use bds_tests::fakehub::HubConfig;
+use bds_tests::generator::REPLAY_CASES;
 use bds_tests::harness::pg;
 use bds_tests::reliability::{FetchScene, assert_oracle, bins, load_command};
-
-/// Composite keys (Grade Results, User Enrollments), a timestamp in a key
-/// (Accommodations Profile Log), a nullable key column (Survey User
-/// Answers), soft deletes (Organizational Units, Grade Objects), hard
-/// deletes and duplicate keys in differentials, a keyless data set
-/// (Question Relationships) and a minor version that appends a column.
-const DATASETS: &[&str] = &[
-    "Users",
-    "Organizational Units",
-    "Grade Objects",
-    "Grade Results",
-    "User Enrollments",
-    "Survey User Answers",
-    "Accommodations Profile Log",
-    "Question Relationships",
-];
 
 fn ledger_rows(client: &mut postgres::Client) -> i64 {
     client
@@ -34,7 +19,7 @@ fn ledger_rows(client: &mut postgres::Client) -> i64 {
 
 #[test]
 fn fetched_archive_loads_to_the_oracle_and_a_second_night_changes_nothing() {
-    let scene = FetchScene::local(HubConfig::default(), DATASETS, 300);
+    let scene = FetchScene::local(HubConfig::default(), REPLAY_CASES, 300);
     let db = pg::database();
 
     let fetch = scene.run(&[]);
@@ -43,11 +28,11 @@ fn fetched_archive_loads_to_the_oracle_and_a_second_night_changes_nothing() {
     let log = String::from_utf8_lossy(&load.stderr);
     assert_eq!(load.status.code(), Some(0), "first load: {log}");
     let mut client = db.client();
-    assert_oracle(&mut client, DATASETS, &scene.files);
+    assert_oracle(&mut client, REPLAY_CASES, &scene.files);
     let applied = ledger_rows(&mut client);
     // The latest full of each data set and the differentials after it.
     assert!(
-        applied > DATASETS.len() as i64,
+        applied > REPLAY_CASES.len() as i64,
         "{applied} extracts applied"
     );
 
@@ -63,7 +48,7 @@ fn fetched_archive_loads_to_the_oracle_and_a_second_night_changes_nothing() {
     assert_eq!(reload.status.code(), Some(0), "second load: {log}");
     assert!(!log.contains("applied"), "the second load applied: {log}");
     assert_eq!(ledger_rows(&mut client), applied);
-    assert_oracle(&mut client, DATASETS, &scene.files);
+    assert_oracle(&mut client, REPLAY_CASES, &scene.files);
 
     let status = Command::new(bins::bds_load())
         .args(["status", "--json", "--archive", &scene.archive])
@@ -74,7 +59,7 @@ fn fetched_archive_loads_to_the_oracle_and_a_second_night_changes_nothing() {
     assert_eq!(status.status.code(), Some(0), "status: {log}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let rows = status.as_array().expect("a list of data sets");
-    assert_eq!(rows.len(), DATASETS.len(), "{status}");
+    assert_eq!(rows.len(), REPLAY_CASES.len(), "{status}");
     for row in rows {
         assert_eq!(row["pending"], 0, "{row}");
         assert!(!row["baseline_full"].is_null(), "{row}");

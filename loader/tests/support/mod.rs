@@ -66,6 +66,19 @@ impl TestArchive {
         record
     }
 
+    /// Archives `csv` zipped as an extract of data set `name` queued and
+    /// created at the given RFC 3339 times: for hand-written rows.
+    pub fn add_csv(
+        &mut self,
+        name: &str,
+        kind: ExtractKind,
+        (queued, created): (&str, &str),
+        csv: &str,
+    ) -> ExtractRecord {
+        let like = extract_like(name, kind, queued, created, PathBuf::from("unused"));
+        self.add_bytes(&like, &zip_of(&[(&like.csv_entry, csv.as_bytes())]))
+    }
+
     fn publish(&self, file: &ExtractFile, zip: &[u8]) -> ExtractRecord {
         let spool = self
             .archive

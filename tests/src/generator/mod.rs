@@ -55,6 +55,24 @@ pub const VERSION_AFTER: &str = "9.11";
 /// Header of the column the minor version change appends.
 pub const EXTRA_COLUMN: &str = "ExtraNotes";
 
+/// Data sets whose generated histories hold every case a replay must get
+/// right: composite keys (Grade Results, User Enrollments), a timestamp in
+/// the key (Accommodations Profile Log), a nullable key column (Survey User
+/// Answers), soft deletes (Organizational Units, Grade Objects), hard
+/// deletes and duplicate keys in differentials (every keyed set), a keyless
+/// set (Question Relationships), and the minor version adding a column
+/// (every set, four days before the end).
+pub const REPLAY_CASES: &[&str] = &[
+    "Users",
+    "Organizational Units",
+    "Grade Objects",
+    "Grade Results",
+    "User Enrollments",
+    "Survey User Answers",
+    "Accommodations Profile Log",
+    "Question Relationships",
+];
+
 /// Errors of the generator.
 #[derive(Debug, Error)]
 pub enum GeneratorError {
